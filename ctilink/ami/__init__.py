@@ -1,0 +1,1 @@
+"""Asterisk Manager Interface: the sans-I/O codec and the AMI → model normalizer."""

@@ -1,0 +1,90 @@
+"""The one place where model objects become the JSON that clients receive.
+
+Every field of an event appears under its own name, in declaration order after ``seq``,
+``type``, ``time`` and ``switch``. Fields that identify what an event is about are always
+present (``null`` when the switch did not say); the optional ones (queue, agent, cause...)
+appear only when known, so a client never has to tell "unknown" from "absent". ``time`` is
+ISO 8601 in UTC with milliseconds. ``schemas/events/`` describes the result.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from datetime import UTC, datetime
+from enum import Enum
+from functools import cache
+from typing import Any
+
+from ctilink.model.events import AgentEvent, CallEvent, Event
+
+# Present in every event of the family even when None.
+_ALWAYS = {
+    "call_id",
+    "device",
+    "calling_number",
+    "called_number",
+    "connection_state",
+    "agent",
+    "state",
+    "reason",
+    "position",
+    "destination",
+}
+_HEAD = ("seq", "type", "time", "switch")
+
+
+def iso_time(posix: float) -> str:
+    """POSIX seconds → ``2026-11-22T13:53:50.838Z``."""
+    stamp = datetime.fromtimestamp(posix, UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+@cache
+def _field_plan(cls: type[Event]) -> tuple[tuple[str, bool], ...]:
+    """(name, always-present) for the fields of ``cls`` after the head, cached per class."""
+    always = set(_ALWAYS)
+    if issubclass(cls, CallEvent):
+        always -= {"agent", "state", "reason"}
+    elif issubclass(cls, AgentEvent):
+        always -= {"device"}
+    return tuple(
+        (f.name, f.name in always) for f in fields(cls) if f.name not in ("seq", "time", "switch")
+    )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict):
+        return value
+    if hasattr(value, "items"):
+        return dict(value.items())
+    return value
+
+
+def event_to_wire(event: Event) -> dict[str, Any]:
+    """The JSON object (as a dict) for ``event``."""
+    out: dict[str, Any] = {
+        "seq": event.seq,
+        "type": event.TYPE,
+        "time": iso_time(event.time),
+        "switch": event.switch,
+    }
+    for name, always in _field_plan(type(event)):
+        value = getattr(event, name)
+        if value is None and not always:
+            continue
+        if name in ("data", "route_data") and not value:
+            continue
+        out[name] = _plain(value)
+    return out
+
+
+def dumps(obj: dict[str, Any]) -> str:
+    """Compact JSON text for one wire object (UTF-8 kept as is)."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def event_json(event: Event) -> str:
+    return dumps(event_to_wire(event))
