@@ -57,6 +57,7 @@ class Hub:
             try:
                 consumer(event)
             except Exception:
-                log.exception("consumer %r failed on event seq=%d (%s)", consumer, event.seq,
-                              event.TYPE)
+                log.exception(
+                    "consumer %r failed on event seq=%d (%s)", consumer, event.seq, event.TYPE
+                )
         return event

@@ -159,9 +159,10 @@ class StateTracker:
 
     def _release_router(self, call_id: str, device: str | None) -> None:
         call = self.calls.get(call_id)
-        if call is not None and device is not None:
-            if call.connections.get(device) is LocalConnectionState.ALERTING:
-                del call.connections[device]
+        if call is None or device is None:
+            return
+        if call.connections.get(device) is LocalConnectionState.ALERTING:
+            del call.connections[device]
 
     def _on_queued(self, event: ev.Queued) -> None:
         self._leave_queues(event.call_id, event.switch)
@@ -186,9 +187,10 @@ class StateTracker:
         call = self.calls[event.call_id]
         if event.device is not None:
             call.connections.pop(event.device, None)
-            queue = self.queues.get((event.switch, event.device))
-            if queue is not None:
-                queue.remove(event.call_id)
+        name = event.queue or event.device
+        queue = self.queues.get((event.switch, name)) if name is not None else None
+        if queue is not None:
+            queue.remove(event.call_id)
 
     def _on_merged(self, event: ev.Transferred | ev.Conferenced) -> None:
         secondary = self.calls.pop(event.secondary_call_id or "", None)
@@ -232,7 +234,10 @@ class StateTracker:
         return member
 
     def _on_logged_on(self, event: ev.AgentLoggedOn) -> None:
-        self._membership(event)
+        member = self._membership(event)
+        if member is not None:
+            member.paused = event.state is AgentState.NOT_READY
+            member.reason = event.reason if member.paused else None
 
     def _on_logged_off(self, event: ev.AgentLoggedOff) -> None:
         agent = self.agents[(event.switch, event.agent)]

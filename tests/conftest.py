@@ -42,9 +42,7 @@ def _fail_on_logged_errors() -> Iterator[_ErrorCollector]:
     finally:
         root.removeHandler(collector)
     if collector.records and not collector.claimed:
-        lines = "\n".join(
-            f"  {r.levelname} {r.name}: {r.getMessage()}" for r in collector.records
-        )
+        lines = "\n".join(f"  {r.levelname} {r.name}: {r.getMessage()}" for r in collector.records)
         pytest.fail(f"errors were logged during the test:\n{lines}", pytrace=False)
 
 

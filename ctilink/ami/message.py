@@ -9,6 +9,7 @@ value. Lines that are not headers (a legacy ``Response: Follows`` body) are kept
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import overload
 
 
 class AmiMessage:
@@ -37,6 +38,10 @@ class AmiMessage:
         """The first header's value: the event name, response status or action name."""
         return self.headers[0][1] if self.headers else ""
 
+    @overload
+    def get(self, key: str) -> str | None: ...
+    @overload
+    def get(self, key: str, default: str) -> str: ...
     def get(self, key: str, default: str | None = None) -> str | None:
         return self._first.get(key.lower(), default)
 

@@ -10,28 +10,21 @@ ISO 8601 in UTC with milliseconds. ``schemas/events/`` describes the result.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import fields
 from datetime import UTC, datetime
 from enum import Enum
-from functools import cache
 from typing import Any
 
 from ctilink.model.events import AgentEvent, CallEvent, Event
 
-# Present in every event of the family even when None.
-_ALWAYS = {
-    "call_id",
-    "device",
-    "calling_number",
-    "called_number",
-    "connection_state",
-    "agent",
-    "state",
-    "reason",
-    "position",
-    "destination",
-}
-_HEAD = ("seq", "type", "time", "switch")
+# Fields present in every event of a family even when None; the rest appear when known.
+_ALWAYS_CALL = frozenset(
+    {"call_id", "device", "calling_number", "called_number", "connection_state"}
+)
+_ALWAYS_AGENT = frozenset({"agent", "state", "reason"})
+_HEAD = frozenset({"seq", "time", "switch"})
+_EMPTY_OMITTED = frozenset({"data", "route_data"})
 
 
 def iso_time(posix: float) -> str:
@@ -40,26 +33,31 @@ def iso_time(posix: float) -> str:
     return stamp.replace("+00:00", "Z")
 
 
-@cache
+_plans: dict[type[Event], tuple[tuple[str, bool], ...]] = {}
+
+
 def _field_plan(cls: type[Event]) -> tuple[tuple[str, bool], ...]:
     """(name, always-present) for the fields of ``cls`` after the head, cached per class."""
-    always = set(_ALWAYS)
-    if issubclass(cls, CallEvent):
-        always -= {"agent", "state", "reason"}
-    elif issubclass(cls, AgentEvent):
-        always -= {"device"}
-    return tuple(
-        (f.name, f.name in always) for f in fields(cls) if f.name not in ("seq", "time", "switch")
-    )
+    plan = _plans.get(cls)
+    if plan is None:
+        always: frozenset[str] = frozenset()
+        if issubclass(cls, CallEvent):
+            always = _ALWAYS_CALL
+        elif issubclass(cls, AgentEvent):
+            always = _ALWAYS_AGENT
+        plan = tuple((f.name, f.name in always) for f in fields(cls) if f.name not in _HEAD)
+        _plans[cls] = plan
+    return plan
 
 
 def _plain(value: Any) -> Any:
+    """Enums to their values, any mapping (nested too) to a dict, sequences to lists."""
     if isinstance(value, Enum):
         return value.value
-    if isinstance(value, dict):
-        return value
-    if hasattr(value, "items"):
-        return dict(value.items())
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
     return value
 
 
@@ -75,15 +73,15 @@ def event_to_wire(event: Event) -> dict[str, Any]:
         value = getattr(event, name)
         if value is None and not always:
             continue
-        if name in ("data", "route_data") and not value:
+        if name in _EMPTY_OMITTED and not value:
             continue
         out[name] = _plain(value)
     return out
 
 
 def dumps(obj: dict[str, Any]) -> str:
-    """Compact JSON text for one wire object (UTF-8 kept as is)."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON text for one wire object (UTF-8 kept as is; unknown types as text)."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def event_json(event: Event) -> str:
