@@ -1,0 +1,751 @@
+"""Trace readers and the JSON Lines writer.
+
+Real fixtures (the Asterisk 22 traces and the real pcapng) must read and their bytes must
+frame as whole AMI messages. Synthetic captures are built with dpkt's own packet classes and
+writers into ``tmp_path``: out-of-order and retransmitted segments, gaps, a missing SYN,
+truncated and corrupt files, several sessions, IPv6, every supported link type. Property
+tests: any splitting/reordering/duplication of a stream reassembles exactly (or, with a
+segment dropped, raises ``TraceError``), and damaged files raise ``TraceError`` and nothing
+else.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import socket
+import struct
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dpkt
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from ctilink.ami.codec import AmiBanner, AmiCodec
+from ctilink.errors import TraceError
+from ctilink.traces import Direction, JsonlWriter, Trace, TraceRecord, read_trace, write_jsonl
+from tests.conftest import TRACES
+
+Endpoint = tuple[str, int]
+
+T0 = 1_700_000_000.0
+SERVER: Endpoint = ("10.0.0.1", 5038)
+CLIENT: Endpoint = ("10.0.0.2", 40000)
+SYN, ACK, FIN, PSH, RST = (
+    dpkt.tcp.TH_SYN,
+    dpkt.tcp.TH_ACK,
+    dpkt.tcp.TH_FIN,
+    dpkt.tcp.TH_PUSH,
+    dpkt.tcp.TH_RST,
+)
+AMI_STREAM = b"Asterisk Call Manager/11.0.0\r\n" + b"".join(
+    f"Event: Newchannel\r\nChannel: Local/6001@agents-{i:08x};1\r\nUniqueid: {i}\r\n\r\n".encode()
+    for i in range(40)
+)
+
+
+# -- building captures ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Pkt:
+    ts: float
+    src: Endpoint
+    dst: Endpoint
+    seq: int
+    flags: int
+    payload: bytes = b""
+
+
+def _ip_bytes(p: Pkt) -> bytes:
+    tcp = dpkt.tcp.TCP(
+        sport=p.src[1], dport=p.dst[1], seq=p.seq % 2**32, flags=p.flags, data=p.payload
+    )
+    if ":" in p.src[0]:
+        return bytes(
+            dpkt.ip6.IP6(
+                src=socket.inet_pton(socket.AF_INET6, p.src[0]),
+                dst=socket.inet_pton(socket.AF_INET6, p.dst[0]),
+                nxt=dpkt.ip.IP_PROTO_TCP,
+                hlim=64,
+                plen=len(bytes(tcp)),
+                data=tcp,
+            )
+        )
+    return bytes(
+        dpkt.ip.IP(
+            src=socket.inet_pton(socket.AF_INET, p.src[0]),
+            dst=socket.inet_pton(socket.AF_INET, p.dst[0]),
+            p=dpkt.ip.IP_PROTO_TCP,
+            ttl=64,
+            data=tcp,
+        )
+    )
+
+
+def _ethertype(ip: bytes) -> int:
+    return int(dpkt.ethernet.ETH_TYPE_IP6 if ip[0] >> 4 == 6 else dpkt.ethernet.ETH_TYPE_IP)
+
+
+def _ethernet(ip: bytes) -> bytes:
+    mac = b"\x02\x00\x00\x00\x00\x01"
+    return bytes(dpkt.ethernet.Ethernet(src=mac, dst=mac, type=_ethertype(ip), data=ip))
+
+
+def _bsd_family(ip: bytes) -> int:
+    return 24 if ip[0] >> 4 == 6 else 2
+
+
+# link name -> (link type, IP packet bytes -> frame bytes)
+LINKS: dict[str, tuple[int, Callable[[bytes], bytes]]] = {
+    "ethernet": (dpkt.pcap.DLT_EN10MB, _ethernet),
+    "sll": (dpkt.pcap.DLT_LINUX_SLL, lambda ip: bytes(dpkt.sll.SLL(ethtype=_ethertype(ip))) + ip),
+    "sll2": (276, lambda ip: bytes(dpkt.sll2.SLL2(ethtype=_ethertype(ip))) + ip),
+    "raw": (101, lambda ip: ip),
+    "null": (dpkt.pcap.DLT_NULL, lambda ip: struct.pack("<I", _bsd_family(ip)) + ip),
+    "loop": (dpkt.pcap.DLT_LOOP, lambda ip: struct.pack(">I", _bsd_family(ip)) + ip),
+}
+
+
+def write_capture(
+    path: Path,
+    packets: Sequence[Pkt | tuple[float, bytes]],
+    *,
+    link: str = "ethernet",
+    ng: bool = False,
+    nano: bool = False,
+) -> Path:
+    """Write packets (or ready (ts, frame) pairs) with dpkt's writers."""
+    linktype, wrap = LINKS[link]
+    with path.open("wb") as file:
+        writer: Any
+        if ng:
+            writer = dpkt.pcapng.Writer(file, snaplen=65535, linktype=linktype)
+        else:
+            writer = dpkt.pcap.Writer(file, snaplen=65535, linktype=linktype, nano=nano)
+        for p in packets:
+            if isinstance(p, Pkt):
+                writer.writepkt(wrap(_ip_bytes(p)), ts=p.ts)
+            else:
+                writer.writepkt(p[1], ts=p[0])
+    return path
+
+
+class Conn:
+    """One TCP connection's packets; offsets count payload bytes from 0 in each direction."""
+
+    def __init__(
+        self,
+        client: Endpoint = CLIENT,
+        server: Endpoint = SERVER,
+        client_isn: int = 1000,
+        server_isn: int = 70000,
+    ) -> None:
+        self.ends = {"tx": (client, server), "rx": (server, client)}
+        self.isn = {"tx": client_isn, "rx": server_isn}
+
+    def handshake(self, ts: float) -> list[Pkt]:
+        (c, s), isn = self.ends["tx"], self.isn
+        return [
+            Pkt(ts, c, s, isn["tx"], SYN),
+            Pkt(ts + 0.0001, s, c, isn["rx"], SYN | ACK),
+            Pkt(ts + 0.0002, c, s, isn["tx"] + 1, ACK),
+        ]
+
+    def data(self, direction: str, offset: int, payload: bytes, ts: float, flags: int = 0) -> Pkt:
+        src, dst = self.ends[direction]
+        return Pkt(ts, src, dst, self.isn[direction] + 1 + offset, ACK | PSH | flags, payload)
+
+    def fin(self, direction: str, offset: int, ts: float) -> Pkt:
+        src, dst = self.ends[direction]
+        return Pkt(ts, src, dst, self.isn[direction] + 1 + offset, FIN | ACK)
+
+
+def chunks(data: bytes, size: int) -> list[tuple[int, bytes]]:
+    return [(i, data[i : i + size]) for i in range(0, len(data), size)]
+
+
+def frame_ami(data: bytes, *, banner: bool) -> tuple[int, int]:
+    """(whole messages and banner framed, bytes left over) for one direction's bytes."""
+    codec = AmiCodec(expect_banner=banner)
+    codec.receive_data(data)
+    items = list(codec.events())
+    if banner:
+        assert isinstance(items[0], AmiBanner)
+    return len(items), codec.pending
+
+
+# -- real traces ---------------------------------------------------------------------------
+@pytest.mark.parametrize("path", sorted(TRACES.glob("*.jsonl")), ids=lambda p: p.name)
+def test_real_jsonl_traces_read_whole(path: Path) -> None:
+    trace = read_trace(path)
+    assert trace.path == str(path)
+    [session] = trace.sessions
+    assert (session.index, session.start_time, session.peer) == (0, None, None)
+    assert session.records[0] == TraceRecord(
+        session.records[0].t, "rx", b"Asterisk Call Manager/11.0.0\r\n", "line 1"
+    )
+    times = [r.t for r in session.records]
+    assert times == sorted(times) and times[0] >= 0
+    # Every rx record is one whole message (or the banner): nothing split, nothing left.
+    rx = [r for r in session.records if r.direction == "rx"]
+    assert frame_ami(session.data("rx"), banner=True) == (len(rx), 0)
+    tx = [r for r in session.records if r.direction == "tx"]
+    assert frame_ami(session.data("tx"), banner=False) == (len(tx), 0)
+
+
+def test_real_pcapng_reads_as_one_ami_session() -> None:
+    trace = read_trace(TRACES / "inbound-answered.pcapng")
+    [session] = trace.sessions
+    assert session.index == 0
+    assert session.peer == "127.0.0.1:57132 -> 127.0.0.1:5038"
+    assert session.start_time == pytest.approx(1795355866.793664, abs=1e-6)
+    rx, tx = session.data("rx"), session.data("tx")
+    assert rx.startswith(b"Asterisk Call Manager/")
+    assert tx.startswith(b"Action: Login")
+    messages, pending = frame_ami(rx, banner=True)
+    assert messages > 50 and pending == 0
+    assert frame_ami(tx, banner=False)[1] == 0
+    times = [r.t for r in session.records]
+    assert times == sorted(times) and 0 < times[0] < 0.01
+    assert all(r.position.startswith("packet ") for r in session.records)
+
+
+def test_real_pcapng_on_another_port_has_no_sessions() -> None:
+    assert read_trace(TRACES / "inbound-answered.pcapng", port=4573).sessions == ()
+
+
+# -- JSON Lines ----------------------------------------------------------------------------
+def test_round_trip_of_a_real_trace_is_byte_identical(tmp_path: Path) -> None:
+    original = read_trace(TRACES / "inbound-answered.jsonl").sessions[0].records
+    write_jsonl(tmp_path / "copy.jsonl", original)
+    copy = read_trace(tmp_path / "copy.jsonl").sessions[0].records
+    assert [(r.t, r.direction, r.data) for r in copy] == [
+        (r.t, r.direction, r.data) for r in original
+    ]
+    assert (tmp_path / "copy.jsonl").read_bytes() == (
+        TRACES / "inbound-answered.jsonl"
+    ).read_bytes()
+
+
+_TEXT = st.text(st.characters(codec="utf-8"), max_size=200)
+
+
+@settings(max_examples=60)
+@given(st.lists(st.tuples(st.floats(0, 1e6), st.sampled_from(["rx", "tx"]), _TEXT), max_size=20))
+def test_round_trip_of_any_text(items: list[tuple[float, Direction, str]]) -> None:
+    items.sort(key=lambda item: item[0])
+    records = [TraceRecord(t, d, s.encode(), "x") for t, d, s in items]
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "t.jsonl"
+        write_jsonl(path, records)
+        read = read_trace(path).sessions[0].records
+    assert [(r.t, r.direction, r.data) for r in read] == [
+        (r.t, r.direction, r.data) for r in records
+    ]
+    assert [r.position for r in read] == [f"line {i}" for i in range(1, len(records) + 1)]
+
+
+def test_writer_refuses_what_the_format_cannot_carry(tmp_path: Path) -> None:
+    path = tmp_path / "w.jsonl"
+    with JsonlWriter(path) as writer:
+        writer.write(TraceRecord(1.0, "rx", b"ok\r\n", "a"))
+        with pytest.raises(ValueError, match="not UTF-8"):
+            writer.write(TraceRecord(2.0, "rx", b"Caller: M\xfcller\r\n", "b"))
+        with pytest.raises(ValueError, match="backwards"):
+            writer.write(TraceRecord(0.5, "tx", b"x", "c"))
+        with pytest.raises(ValueError, match="finite"):
+            writer.write(TraceRecord(float("nan"), "tx", b"x", "d"))
+        writer.write(TraceRecord(1.0, "tx", b"\xc3\xa9", "e"))
+    records = read_trace(path).sessions[0].records
+    assert [(r.t, r.direction, r.data) for r in records] == [
+        (1.0, "rx", b"ok\r\n"),
+        (1.0, "tx", "é".encode()),
+    ]
+
+
+GOOD = '{"t": 0.5, "dir": "rx", "data": "Event: X\\r\\n\\r\\n"}\n'
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "message"),
+    [
+        ('{"t": 1, "dir": "rx" "data": "x"}\n', 2, "not valid JSON (Expecting ',' delimiter"),
+        ("[1, 2]\n", 2, "not a JSON object (got an array)"),
+        ('"text"\n', 2, "not a JSON object (got a string)"),
+        ('{"t": 1, "dir": "rx"}\n', 2, "missing key 'data'"),
+        ('{"dir": "rx", "data": ""}\n', 2, "missing key 't'"),
+        ('{"t": "1", "dir": "rx", "data": ""}\n', 2, "'t' must be a number (got a string)"),
+        ('{"t": true, "dir": "rx", "data": ""}\n', 2, "'t' must be a number (got a boolean)"),
+        ('{"t": 1, "dir": "in", "data": ""}\n', 2, '\'dir\' must be "rx" or "tx"'),
+        ('{"t": 1, "dir": null, "data": ""}\n', 2, "'dir' must be"),
+        ('{"t": 1, "dir": "rx", "data": 5}\n', 2, "'data' must be a string (got a number)"),
+        ('{"t": 1, "dir": "rx", "data": ["x"]}\n', 2, "'data' must be a string (got an array)"),
+        ('{"t": 0.25, "dir": "rx", "data": ""}\n', 2, "'t' goes backwards (0.25 after 0.5)"),
+        ('{"t": -1, "dir": "rx", "data": ""}\n', 2, "'t' is negative"),
+        ('{"t": NaN, "dir": "rx", "data": ""}\n', 2, "NaN is not a JSON number"),
+        ('{"t": 1e400, "dir": "rx", "data": ""}\n', 2, "'t' is out of range"),
+        ('{"t": 1, "dir": "rx", "data": "\\ud800"}\n', 2, "'data' cannot be encoded as UTF-8"),
+        ('{"t": 1, "dir": "rx", "data": "a", "data": "b"}\n', 2, "duplicate key 'data'"),
+        ("\n" + GOOD, 2, "blank line between records"),
+        ("  \r\n" + GOOD, 2, "blank line between records"),
+        ('{"t": 1, "dir": "rx", "da', 2, "truncated record (not valid JSON"),
+        ('{"t": 1, "dir": "rx", "data": "x"}\n{"t": 2', 3, "truncated record"),
+        ('{"t": 1, "dir": "rx", "data": "x"}\n{"t"\n', 3, "not valid JSON (Expecting ':'"),
+        ("[" * 100_000 + "\n", 2, "not valid JSON"),
+    ],
+)
+def test_bad_jsonl_names_file_and_line(
+    tmp_path: Path, content: str, line: int, message: str
+) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(GOOD + content, encoding="utf-8")
+    with pytest.raises(TraceError) as caught:
+        read_trace(path)
+    assert str(caught.value).startswith(f"{path}: line {line}: ")
+    assert message in str(caught.value)
+
+
+def test_bad_utf8_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(GOOD.encode() + b'{"t": 1, "dir": "rx", "data": "M\xfcller"}\n')
+    with pytest.raises(TraceError, match=r"latin1\.jsonl: line 2: not valid UTF-8"):
+        read_trace(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "count"),
+    [
+        ("", 0),
+        (GOOD, 1),
+        (GOOD.rstrip("\n"), 1),  # a whole last record without its newline is whole
+        (GOOD + "\n\n", 1),  # blank lines after the last record carry nothing
+        (GOOD.replace("}", ', "seq": 7, "note": {"x": [1]}}'), 1),  # unknown keys ignored
+        (GOOD.replace("\n", "\r\n") * 2, 2),
+        (GOOD.replace("0.5", "3"), 1),
+    ],
+)
+def test_good_jsonl_variants(tmp_path: Path, content: str, count: int) -> None:
+    path = tmp_path / "good.jsonl"
+    path.write_text(content)
+    [session] = read_trace(path).sessions
+    assert len(session.records) == count
+    assert all(r.data == b"Event: X\r\n\r\n" for r in session.records)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=300), st.integers(0, 400))
+def test_damaged_jsonl_reads_or_raises_trace_error(tmp_path: Path, junk: bytes, where: int) -> None:
+    content = (TRACES / "agent-login.jsonl").read_bytes()[:2000]
+    path = tmp_path / "damaged.jsonl"
+    path.write_bytes(content[:where] + junk + content[where:])
+    try:
+        read_trace(path)
+    except TraceError as exc:
+        assert str(exc).startswith(f"{path}: ")
+
+
+def test_unreadable_and_misnamed_files(tmp_path: Path) -> None:
+    with pytest.raises(TraceError, match=r"missing\.jsonl: cannot read the file"):
+        read_trace(tmp_path / "missing.jsonl")
+    (tmp_path / "text.pcap").write_text(GOOD)
+    with pytest.raises(TraceError, match=r"text\.pcap: not a pcap or pcapng capture"):
+        read_trace(tmp_path / "text.pcap")
+    # The magic decides, not the name.
+    conn = Conn()
+    packets = [*conn.handshake(T0), conn.data("rx", 0, b"hello", T0 + 1)]
+    write_capture(tmp_path / "capture.jsonl", packets)
+    assert read_trace(tmp_path / "capture.jsonl").sessions[0].data("rx") == b"hello"
+
+
+# -- captures: reassembly ------------------------------------------------------------------
+def test_out_of_order_and_retransmitted_segments_reassemble(tmp_path: Path) -> None:
+    conn = Conn()
+    parts = chunks(AMI_STREAM, 400)
+    (o0, d0), (o1, d1), (o2, d2), (o3, d3) = parts[:4]
+    packets = [
+        *conn.handshake(T0),
+        conn.data("tx", 0, b"Action: Login\r\n\r\n", T0 + 0.5),
+        conn.data("rx", o0, d0, T0 + 1),
+        conn.data("rx", o2, d2, T0 + 2),  # out of order: waits for the hole before it
+        conn.data("rx", o0, d0, T0 + 3),  # retransmission of delivered bytes
+        conn.data("rx", o1, d1, T0 + 4),  # fills the hole: delivers d1 and d2
+        conn.data("rx", o1 + 100, d1[100:] + d2 + d3[:50], T0 + 5),  # overlapping resend
+        conn.data("rx", o3, d3, T0 + 6),
+    ]
+    packets += [conn.data("rx", o, d, T0 + 7 + i) for i, (o, d) in enumerate(parts[4:])]
+    packets.append(conn.fin("rx", len(AMI_STREAM), T0 + 60))
+    write_capture(tmp_path / "cap.pcap", packets)
+
+    [session] = read_trace(tmp_path / "cap.pcap").sessions
+    assert session.data("rx") == AMI_STREAM
+    assert session.data("tx") == b"Action: Login\r\n\r\n"
+    assert session.start_time == T0
+    assert session.peer == "10.0.0.2:40000 -> 10.0.0.1:5038"
+    first = session.records[:5]
+    assert [(r.t, r.direction, r.data, r.position) for r in first] == [
+        (0.5, "tx", b"Action: Login\r\n\r\n", "packet 4"),
+        (1.0, "rx", d0, "packet 5"),
+        (4.0, "rx", d1 + d2, "packet 8"),
+        (5.0, "rx", d3[:50], "packet 9"),
+        (6.0, "rx", d3[50:], "packet 10"),
+    ]
+    assert frame_ami(session.data("rx"), banner=True)[1] == 0
+
+
+def test_sequence_numbers_wrap_around(tmp_path: Path) -> None:
+    conn = Conn(server_isn=2**32 - 700)
+    packets = conn.handshake(T0) + [
+        conn.data("rx", o, d, T0 + 1 + i) for i, (o, d) in enumerate(chunks(AMI_STREAM, 300))
+    ]
+    write_capture(tmp_path / "wrap.pcap", packets)
+    assert read_trace(tmp_path / "wrap.pcap").sessions[0].data("rx") == AMI_STREAM
+
+
+def test_a_gap_names_the_packet_after_which_bytes_are_missing(tmp_path: Path) -> None:
+    conn = Conn()
+    parts = chunks(AMI_STREAM, 500)
+    packets = conn.handshake(T0) + [
+        conn.data("rx", o, d, T0 + 1 + i) for i, (o, d) in enumerate(parts) if i != 2
+    ]
+    path = write_capture(tmp_path / "gap.pcap", packets)
+    with pytest.raises(TraceError) as caught:
+        read_trace(path)
+    # packets 1-3 handshake; 4 and 5 carry parts 0 and 1; part 2 (offset 1000) is missing
+    assert str(caught.value) == (
+        f"{path}: packet 5: gap in the TCP stream 10.0.0.1:5038 -> 10.0.0.2:40000"
+        f" at offset 1000 ({len(parts[2][1])} bytes missing)"
+    )
+
+
+def test_missing_bytes_before_a_fin_are_a_gap(tmp_path: Path) -> None:
+    conn = Conn()
+    packets = [*conn.handshake(T0), conn.data("tx", 0, b"abc", T0 + 1), conn.fin("tx", 10, T0 + 2)]
+    path = write_capture(tmp_path / "fin.pcap", packets)
+    with pytest.raises(TraceError, match=r"packet 4: gap .* at offset 3 \(7 bytes missing\)"):
+        read_trace(path)
+
+
+def test_a_connection_without_its_syn_is_an_error(tmp_path: Path) -> None:
+    conn = Conn()
+    packets = [conn.data("rx", 0, b"Event: X\r\n\r\n", T0), conn.data("tx", 0, b"x", T0 + 1)]
+    path = write_capture(tmp_path / "mid.pcap", packets)
+    with pytest.raises(TraceError) as caught:
+        read_trace(path)
+    assert str(caught.value).startswith(
+        f"{path}: packet 1: data in the TCP stream 10.0.0.1:5038 -> 10.0.0.2:40000 whose SYN"
+        " is not in the capture"
+    )
+
+
+def test_a_lost_syn_ack_is_an_error_for_the_server_side(tmp_path: Path) -> None:
+    conn = Conn()
+    syn, _, ack = conn.handshake(T0)
+    packets = [syn, ack, conn.data("tx", 0, b"Action: Ping\r\n\r\n", T0 + 1)]
+    assert read_trace(write_capture(tmp_path / "a.pcap", packets)).sessions[0].data("tx")
+    packets.append(conn.data("rx", 0, b"Response: Success\r\n\r\n", T0 + 2))
+    with pytest.raises(TraceError, match=r"packet 4: data in the TCP stream 10\.0\.0\.1:5038"):
+        read_trace(write_capture(tmp_path / "b.pcap", packets))
+
+
+def test_bare_acks_of_an_older_connection_are_ignored(tmp_path: Path) -> None:
+    old = Conn(client=("10.0.0.2", 39999))
+    conn = Conn()
+    packets = [
+        Pkt(T0 - 1, old.ends["tx"][0], SERVER, 5, ACK),
+        Pkt(T0 - 1, SERVER, old.ends["tx"][0], 9, FIN | ACK),
+        Pkt(T0 - 1, SERVER, old.ends["tx"][0], 9, RST, b"reset reason"),
+        *conn.handshake(T0),
+        conn.data("rx", 0, b"hello", T0 + 1),
+    ]
+    [session] = read_trace(write_capture(tmp_path / "old.pcap", packets)).sessions
+    assert session.data("rx") == b"hello" and session.start_time == T0
+
+
+def test_other_ports_and_other_protocols_are_ignored(tmp_path: Path) -> None:
+    conn = Conn()
+    other = Conn(server=("10.0.0.1", 80), client=("10.0.0.2", 5039))
+    udp = dpkt.ip.IP(
+        src=socket.inet_aton("10.0.0.2"),
+        dst=socket.inet_aton("10.0.0.1"),
+        p=dpkt.ip.IP_PROTO_UDP,
+        data=dpkt.udp.UDP(sport=5038, dport=5038, data=b"not tcp"),
+    )
+    arp = dpkt.ethernet.Ethernet(type=dpkt.ethernet.ETH_TYPE_ARP, data=dpkt.arp.ARP())
+    packets: list[Pkt | tuple[float, bytes]] = [
+        *other.handshake(T0 - 1),
+        other.data("rx", 0, b"HTTP/1.1 200 OK\r\n", T0 - 1),
+        (T0 - 1, _ethernet(bytes(udp))),
+        (T0 - 1, bytes(arp)),
+        *conn.handshake(T0),
+        conn.data("rx", 0, b"hello", T0 + 1),
+    ]
+    [session] = read_trace(write_capture(tmp_path / "mixed.pcap", packets)).sessions
+    assert session.data("rx") == b"hello"
+
+
+def test_the_port_is_a_parameter(tmp_path: Path) -> None:
+    agi = Conn(client=("10.0.0.1", 51000), server=("10.0.0.9", 4573))
+    packets = [*agi.handshake(T0), agi.data("rx", 0, b"200 result=1\n", T0 + 1)]
+    path = write_capture(tmp_path / "agi.pcap", packets)
+    assert read_trace(path).sessions == ()
+    [session] = read_trace(path, port=4573).sessions
+    assert session.peer == "10.0.0.1:51000 -> 10.0.0.9:4573"
+    assert session.data("rx") == b"200 result=1\n"
+
+
+def test_two_sessions_in_one_file_in_order_of_their_first_packet(tmp_path: Path) -> None:
+    a = Conn(client=("10.0.0.2", 40000))
+    b = Conn(client=("10.0.0.3", 40001), client_isn=123, server_isn=456)
+    reuse = Conn(client=("10.0.0.2", 40000), client_isn=999_999, server_isn=5)
+    packets = [
+        *a.handshake(T0),
+        *b.handshake(T0 + 1),
+        b.data("rx", 0, b"B banner\r\n", T0 + 1.5),
+        a.data("rx", 0, b"A banner\r\n", T0 + 2),
+        b.data("tx", 0, b"B action\r\n\r\n", T0 + 3),
+        a.data("rx", 10, b"A more\r\n", T0 + 4),
+        a.fin("tx", 0, T0 + 5),
+        a.fin("rx", 18, T0 + 5),
+        *reuse.handshake(T0 + 6),  # same endpoints as a, new ISN: a new session
+        reuse.data("rx", 0, b"again\r\n", T0 + 7),
+    ]
+    trace = read_trace(write_capture(tmp_path / "two.pcap", packets))
+    assert [(s.index, s.peer, s.start_time) for s in trace.sessions] == [
+        (0, "10.0.0.2:40000 -> 10.0.0.1:5038", T0),
+        (1, "10.0.0.3:40001 -> 10.0.0.1:5038", T0 + 1),
+        (2, "10.0.0.2:40000 -> 10.0.0.1:5038", T0 + 6),
+    ]
+    first, second, third = trace.sessions
+    assert first.data("rx") == b"A banner\r\nA more\r\n" and first.data("tx") == b""
+    assert [r.t for r in first.records] == [2.0, 4.0]
+    assert second.data("rx") == b"B banner\r\n" and second.data("tx") == b"B action\r\n\r\n"
+    assert [r.t for r in second.records] == [0.5, 2.0]
+    assert third.data("rx") == b"again\r\n"
+
+
+def test_ipv6(tmp_path: Path) -> None:
+    conn = Conn(client=("2001:db8::2", 40000), server=("2001:db8::1", 5038))
+    packets = conn.handshake(T0) + [
+        conn.data("rx", o, d, T0 + 1 + i) for i, (o, d) in enumerate(chunks(AMI_STREAM, 700))
+    ]
+    [session] = read_trace(write_capture(tmp_path / "v6.pcap", packets)).sessions
+    assert session.peer == "[2001:db8::2]:40000 -> [2001:db8::1]:5038"
+    assert session.data("rx") == AMI_STREAM
+
+
+@pytest.mark.parametrize("link", sorted(LINKS))
+@pytest.mark.parametrize("ng", [False, True], ids=["pcap", "pcapng"])
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+def test_link_types_and_file_formats(tmp_path: Path, link: str, ng: bool, v6: bool) -> None:
+    ends = (("::1", 45664), ("::1", 5038)) if v6 else (("127.0.0.1", 45664), ("127.0.0.1", 5038))
+    conn = Conn(*ends)
+    packets = [
+        *conn.handshake(T0),
+        conn.data("tx", 0, b"Action: Login\r\n\r\n", T0 + 0.25),
+        *(conn.data("rx", o, d, T0 + 1 + i) for i, (o, d) in enumerate(chunks(AMI_STREAM, 1000))),
+    ]
+    path = write_capture(tmp_path / ("cap.pcapng" if ng else "cap.pcap"), packets, link=link, ng=ng)
+    [session] = read_trace(path).sessions
+    assert session.data("rx") == AMI_STREAM
+    assert session.data("tx") == b"Action: Login\r\n\r\n"
+    assert session.records[0].t == 0.25 and session.start_time == T0
+
+
+def test_nanosecond_pcap_keeps_exact_relative_times(tmp_path: Path) -> None:
+    conn = Conn()  # a small epoch, so that the float given to the writer keeps nanoseconds
+    packets = [*conn.handshake(1000.0), conn.data("rx", 0, b"x", 1000.000000123)]
+    [session] = read_trace(write_capture(tmp_path / "ns.pcap", packets, nano=True)).sessions
+    assert session.records[0].t == pytest.approx(1.23e-7, abs=1e-12)
+
+
+def test_unsupported_link_type_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "wifi.pcap"
+    with path.open("wb") as file:
+        dpkt.pcap.Writer(file, linktype=dpkt.pcap.DLT_IEEE802_11).writepkt(b"\x00" * 30, ts=T0)
+    with pytest.raises(TraceError, match=r"wifi\.pcap: link type 105 is not supported"):
+        read_trace(path)
+
+
+def test_a_frame_cut_by_the_snap_length_is_an_error(tmp_path: Path) -> None:
+    conn = Conn()
+    frame = _ethernet(_ip_bytes(conn.data("rx", 0, b"Event: Cut\r\n\r\n", T0 + 1)))
+    packets: list[Pkt | tuple[float, bytes]] = [*conn.handshake(T0), (T0 + 1, frame[:-4])]
+    with pytest.raises(TraceError, match=r"packet 4: the capture kept 10 of the segment's 14"):
+        read_trace(write_capture(tmp_path / "snap.pcap", packets))
+    packets[-1] = (T0 + 1, frame[: 14 + 20 + 10])  # the TCP header itself cut
+    with pytest.raises(TraceError, match=r"packet 4: the capture cut the TCP header short"):
+        read_trace(write_capture(tmp_path / "snap2.pcap", packets))
+
+
+def test_an_ip_fragment_of_our_segment_is_an_error(tmp_path: Path) -> None:
+    conn = Conn()
+    ip = dpkt.ip.IP(_ip_bytes(conn.data("rx", 0, b"Event: Frag\r\n\r\n", T0 + 1)))
+    ip.mf = 1
+    ip.sum = 0
+    packets: list[Pkt | tuple[float, bytes]] = [*conn.handshake(T0), (T0 + 1, _ethernet(bytes(ip)))]
+    with pytest.raises(TraceError, match=r"packet 4: an IP fragment of a TCP segment"):
+        read_trace(write_capture(tmp_path / "frag.pcap", packets))
+
+
+# -- captures: damaged files ---------------------------------------------------------------
+def _record_ends(tmp_path: Path, packets: list[Pkt], *, ng: bool) -> list[int]:
+    """The file size after each packet: the only places a file may end."""
+    sizes = []
+    for n in range(len(packets) + 1):
+        sizes.append(write_capture(tmp_path / f"p{n}", packets[:n], ng=ng).stat().st_size)
+    return sizes
+
+
+@pytest.mark.parametrize("ng", [False, True], ids=["pcap", "pcapng"])
+def test_a_truncated_capture_is_an_error_wherever_it_is_cut(tmp_path: Path, ng: bool) -> None:
+    conn = Conn()
+    packets = [*conn.handshake(T0), conn.data("rx", 0, b"Asterisk Call Manager/11.0.0\r\n", T0)]
+    ends = _record_ends(tmp_path, packets, ng=ng)
+    whole = (tmp_path / f"p{len(packets)}").read_bytes()
+    cut = tmp_path / ("cut.pcapng" if ng else "cut.pcap")
+    for size in range(len(whole)):
+        cut.write_bytes(whole[:size])
+        if size in ends:
+            read_trace(cut)  # ends between two records: a shorter, valid capture
+            continue
+        with pytest.raises(TraceError) as caught:
+            read_trace(cut)
+        message = str(caught.value)
+        assert message.startswith(f"{cut}: ")
+        if size > ends[0]:
+            packet = next(i for i, end in enumerate(ends) if end > size)
+            before = f"after packet {packet - 1}" if packet > 1 else "before the first packet"
+            assert message in (
+                f"{cut}: packet {packet}: the file ends in the middle of this record"
+                " (the capture is truncated)",
+                # pcapng cut inside a block's first 8 bytes: dpkt stops before the block
+                f"{cut}: {before}: the file ends in the middle of a record"
+                " (the capture is truncated)",
+            )
+
+
+def test_a_corrupt_pcapng_block_is_an_error(tmp_path: Path) -> None:
+    conn = Conn()
+    packets = conn.handshake(T0)
+    path = write_capture(tmp_path / "bad.pcapng", packets, ng=True)
+    ends = _record_ends(tmp_path, packets, ng=True)
+    content = bytearray(path.read_bytes())
+    content[ends[1] + 4 : ends[1] + 8] = struct.pack("<I", 4)  # packet 2's length: too small
+    path.write_bytes(bytes(content))
+    with pytest.raises(TraceError, match=r"bad\.pcapng: packet 2: "):
+        read_trace(path)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.booleans(),
+    st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=8),
+)
+def test_damaged_captures_read_or_raise_trace_error(
+    tmp_path: Path, ng: bool, damage: list[tuple[int, int]]
+) -> None:
+    conn = Conn()
+    packets = [
+        *conn.handshake(T0),
+        *(conn.data("rx", o, d, T0 + 1) for o, d in chunks(AMI_STREAM, 600)),
+    ]
+    path = write_capture(tmp_path / "damaged", packets, ng=ng)
+    content = bytearray(path.read_bytes())
+    for where, value in damage:
+        content[where % len(content)] = value
+    path.write_bytes(bytes(content))
+    try:
+        trace = read_trace(path)
+    except TraceError as exc:
+        assert str(exc).startswith(f"{path}: ")
+    else:
+        assert isinstance(trace, Trace)
+
+
+# -- the reassembly property ---------------------------------------------------------------
+@st.composite
+def shuffled_segments(draw: st.DrawFn) -> tuple[bytes, int, list[tuple[int, int]], bool]:
+    """(stream, ISN, segments as (start, end) in sending order, whether one was dropped)."""
+    data = draw(st.binary(min_size=1, max_size=3000))
+    isn = draw(st.integers(0, 2**32 - 1))
+    cuts = draw(st.lists(st.integers(1, len(data) - 1), max_size=30)) if len(data) > 1 else []
+    bounds = sorted({0, len(data), *cuts})
+    segments = list(itertools.pairwise(bounds))
+    for _ in range(draw(st.integers(0, 10))):  # retransmissions with their own boundaries
+        start = draw(st.integers(0, len(data) - 1))
+        segments.append((start, draw(st.integers(start + 1, len(data)))))
+    order = draw(st.permutations(range(len(segments))))
+    segments = [segments[i] for i in order]
+    dropped = draw(st.booleans())
+    if dropped:
+        segments.pop(draw(st.integers(0, len(segments) - 1)))
+    return data, isn, segments, dropped
+
+
+@settings(max_examples=200, deadline=None)
+@given(shuffled_segments())
+def test_any_splitting_reordering_or_duplication_reassembles(
+    tmp_path_factory: pytest.TempPathFactory,
+    case: tuple[bytes, int, list[tuple[int, int]], bool],
+) -> None:
+    data, isn, segments, dropped = case
+    conn = Conn(server_isn=isn)
+    packets = conn.handshake(T0)
+    packets += [
+        conn.data("rx", start, data[start:end], T0 + 1 + i / 1000)
+        for i, (start, end) in enumerate(segments)
+    ]
+    packets.append(conn.fin("rx", len(data), T0 + 10))  # so that a hole at the end shows
+    path = write_capture(tmp_path_factory.mktemp("prop") / "p.pcap", packets)
+    covered = bytearray(len(data))
+    for start, end in segments:
+        covered[start:end] = b"\x01" * (end - start)
+    try:
+        [session] = read_trace(path).sessions
+    except TraceError as exc:
+        assert dropped and not all(covered), exc
+        assert "gap in the TCP stream" in str(exc)
+        event("a hole: TraceError")
+    else:
+        assert all(covered)
+        event("reassembled" + (" although a segment was dropped" if dropped else ""))
+        assert session.data("rx") == data
+        times = [r.t for r in session.records]
+        assert times == sorted(times)
+
+
+def test_a_random_mix_of_everything(tmp_path: Path) -> None:
+    """Three interleaved connections, both directions, reordering, and duplicates."""
+    rng = random.Random(5038)
+    conns = [
+        Conn(
+            client=("10.0.0.2", 40000 + i),
+            client_isn=rng.randrange(2**32),
+            server_isn=rng.randrange(2**32),
+        )
+        for i in range(3)
+    ]
+    streams = {
+        (i, d): rng.randbytes(rng.randrange(1, 5000)) for i in range(3) for d in ("rx", "tx")
+    }
+    packets: list[Pkt] = []
+    for i, conn in enumerate(conns):
+        packets += conn.handshake(T0 + i)
+    pieces = []
+    for (i, direction), data in streams.items():
+        for offset, piece in chunks(data, rng.randrange(50, 700)):
+            pieces.append((i, direction, offset, piece))
+    rng.shuffle(pieces)
+    pieces += rng.sample(pieces, 10)
+    for n, (i, direction, offset, piece) in enumerate(pieces):
+        packets.append(conns[i].data(direction, offset, piece, T0 + 5 + n / 100))
+    trace = read_trace(write_capture(tmp_path / "mix.pcapng", packets, ng=True))
+    assert len(trace.sessions) == 3
+    for i, session in enumerate(trace.sessions):
+        assert session.start_time == T0 + i
+        assert session.data("rx") == streams[(i, "rx")]
+        assert session.data("tx") == streams[(i, "tx")]
