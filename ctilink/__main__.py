@@ -1,0 +1,3 @@
+from ctilink.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Switch adapters: one per switch kind, all offering the same call-control interface."""

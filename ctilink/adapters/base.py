@@ -1,0 +1,90 @@
+"""The interface every switch adapter offers, whatever protocol it speaks.
+
+Nothing above the adapters knows which kind of switch it talks to: the command API calls
+these methods; the adapter turns them into its protocol's requests and its switch's
+answers into model events. Each method returns a Deferred that fires with the result or
+fails with a ``CommandError`` saying clearly why (the switch refused, the link is down,
+the switch kind cannot do it). The base class refuses everything, so an adapter states
+what it supports by overriding it, and a client always gets an answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from twisted.internet.defer import Deferred, fail, succeed
+
+from ctilink.errors import CtilinkError
+
+
+class CommandError(CtilinkError):
+    """A call-control command failed; ``code`` is a stable machine-readable reason."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class SwitchAdapter:
+    """Base of all adapters: a named link to one switch."""
+
+    kind = "abstract"
+
+    def __init__(self, name: str, tenant: str = "default") -> None:
+        self.name = name
+        self.tenant = tenant
+
+    def start(self) -> None:
+        """Begin talking to the switch (connect, or start replaying)."""
+
+    def stop(self) -> Deferred[None]:
+        """Stop cleanly; the Deferred fires when the link is closed."""
+        return succeed(None)
+
+    def _unsupported(self, command: str) -> Deferred[None]:
+        return fail(
+            CommandError(
+                "unsupported",
+                f"switch {self.name!r} ({self.kind}) does not support {command}",
+            )
+        )
+
+    # -- call control (CSTA service names) -------------------------------------------------
+    def make_call(
+        self, calling_device: str, called_number: str, data: Mapping[str, str] | None = None
+    ) -> Deferred[None]:
+        return self._unsupported("make_call")
+
+    def answer_call(self, call_id: str, device: str) -> Deferred[None]:
+        return self._unsupported("answer_call")
+
+    def clear_connection(self, call_id: str, device: str) -> Deferred[None]:
+        return self._unsupported("clear_connection")
+
+    def clear_call(self, call_id: str) -> Deferred[None]:
+        return self._unsupported("clear_call")
+
+    def hold_call(self, call_id: str, device: str) -> Deferred[None]:
+        return self._unsupported("hold_call")
+
+    def retrieve_call(self, call_id: str, device: str) -> Deferred[None]:
+        return self._unsupported("retrieve_call")
+
+    def single_step_transfer(self, call_id: str, device: str, destination: str) -> Deferred[None]:
+        return self._unsupported("single_step_transfer")
+
+    def consultation_call(self, call_id: str, device: str, destination: str) -> Deferred[None]:
+        return self._unsupported("consultation_call")
+
+    def transfer_call(self, held_call_id: str, active_call_id: str, device: str) -> Deferred[None]:
+        return self._unsupported("transfer_call")
+
+    def conference_call(
+        self, held_call_id: str, active_call_id: str, device: str
+    ) -> Deferred[None]:
+        return self._unsupported("conference_call")
+
+    def set_agent_state(
+        self, agent: str, state: str, queue: str | None = None, reason: str | None = None
+    ) -> Deferred[None]:
+        return self._unsupported("set_agent_state")

@@ -1,0 +1,30 @@
+"""Install Twisted's asyncio reactor, before anything imports ``twisted.internet.reactor``.
+
+Twisted and the asyncio libraries ctilink uses (SQLAlchemy's asyncio engine, panoramisk)
+then share one event loop, so there are no threads beside the reactor's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+
+def install_asyncio_reactor() -> Any:
+    """Install (once) and return the asyncio reactor."""
+    if "twisted.internet.reactor" in sys.modules:
+        from twisted.internet import reactor
+
+        if type(reactor).__name__ != "AsyncioSelectorReactor":
+            raise RuntimeError(
+                f"the {type(reactor).__name__} reactor was installed before ctilink could"
+                " install the asyncio reactor"
+            )
+        return reactor
+    from twisted.internet import asyncioreactor
+
+    asyncioreactor.install(asyncio.new_event_loop())
+    from twisted.internet import reactor
+
+    return reactor

@@ -1,0 +1,1 @@
+"""What CRM clients connect to: the event socket, and later the command API and agent page."""

@@ -1,0 +1,123 @@
+"""The event socket over real TCP with real WebSocket clients (the `websockets` library)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import pytest_twisted
+import websockets
+from twisted.internet import reactor
+
+from ctilink.hub import Hub
+from ctilink.model import events as ev
+from ctilink.model.states import LocalConnectionState as LCS
+from ctilink.screenpop.eventsocket import EventSocket
+from ctilink.screenpop.web import make_site
+from tests._schemas import validate_wire
+from tests.aio import aio_test, until
+
+
+def delivered(call_id: str, device: str = "6001") -> ev.Delivered:
+    return ev.Delivered(
+        switch="pbx",
+        time=1795355600.0,
+        call_id=call_id,
+        device=device,
+        calling_number="5551234567",
+        called_number="800",
+        connection_state=LCS.ALERTING,
+    )
+
+
+class Server:
+    def __init__(self) -> None:
+        self.hub = Hub()
+        self.socket = EventSocket(self.hub, reactor)
+        self.port: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port.getHost().port}/events"
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    srv = Server()
+    srv.port = reactor.listenTCP(0, make_site(srv.socket), interface="127.0.0.1")
+    yield srv
+    srv.socket.close_all()
+    pytest_twisted.blockon(srv.port.stopListening())
+
+
+async def recv_json(ws: Any) -> dict[str, Any]:
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout=5))  # type: ignore[no-any-return]
+
+
+@aio_test
+async def test_snapshot_then_live_events_in_order(server: Server) -> None:
+    server.hub.publish(delivered("c1"))  # before the client: must be in the snapshot
+    async with websockets.connect(server.url) as ws:
+        snapshot = await recv_json(ws)
+        validate_wire(snapshot)
+        assert snapshot["type"] == "snapshot" and snapshot["seq"] == 1
+        assert [c["call_id"] for c in snapshot["calls"]] == ["c1"]
+        await until(lambda: len(server.socket.clients) == 1)
+        for index in range(2, 6):
+            server.hub.publish(delivered(f"c{index}"))
+        received = [await recv_json(ws) for _ in range(4)]
+        assert [e["seq"] for e in received] == [2, 3, 4, 5]
+        assert [e["call_id"] for e in received] == ["c2", "c3", "c4", "c5"]
+        for event in received:
+            validate_wire(event)
+
+
+@aio_test
+async def test_two_clients_each_get_every_event(server: Server) -> None:
+    async with websockets.connect(server.url) as one, websockets.connect(server.url) as two:
+        await recv_json(one)
+        await recv_json(two)
+        await until(lambda: len(server.socket.clients) == 2)
+        server.hub.publish(delivered("c1"))
+        assert (await recv_json(one))["call_id"] == (await recv_json(two))["call_id"] == "c1"
+
+
+@aio_test
+async def test_client_garbage_gets_an_error_and_the_stream_goes_on(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "ctilink.screenpop.eventsocket")
+    async with websockets.connect(server.url) as ws:
+        await recv_json(ws)
+        await ws.send("{not json")
+        error = await recv_json(ws)
+        assert (error["type"], error["code"]) == ("error", "unsupported")
+        server.hub.publish(delivered("c1"))
+        assert (await recv_json(ws))["call_id"] == "c1"
+    assert any("sent a message" in r.getMessage() for r in caplog.records)
+
+
+@aio_test
+async def test_binary_message_closes_with_4400_others_unaffected(server: Server) -> None:
+    async with websockets.connect(server.url) as bad, websockets.connect(server.url) as good:
+        await recv_json(bad)
+        await recv_json(good)
+        await bad.send(b"\x00\x01")
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(bad.recv(), timeout=5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4400
+        await until(lambda: len(server.socket.clients) == 1)
+        server.hub.publish(delivered("c1"))
+        assert (await recv_json(good))["call_id"] == "c1"
+
+
+@aio_test
+async def test_unknown_path_is_404(server: Server) -> None:
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        async with websockets.connect(server.url.replace("/events", "/nope")):
+            pass
+    assert refused.value.response.status_code == 404
