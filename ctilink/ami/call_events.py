@@ -32,9 +32,13 @@ class CallEvents:
             self.book.announce(chan.call)
 
     def newexten(self, msg: AmiMessage) -> None:
-        chan = self.book.channel(msg)
-        if chan is None or msg.get("Application", "") in PSEUDO_APPLICATIONS:
+        if msg.get("Application", "") in PSEUDO_APPLICATIONS:
             return
+        chan = self.book.find(msg)
+        if chan is None or (chan.call.announced and not chan.call.make_call):
+            return  # nothing to learn: dialplan steps are not call events
+        chan = self.book.channel(msg)
+        assert chan is not None
         call = chan.call
         self.book.announce(call)
         leg = chan.leg
@@ -45,14 +49,14 @@ class CallEvents:
             self.book._originated(call, leg, called)
 
     def varset(self, msg: AmiMessage) -> None:
-        chan = self.book.channel(msg)
         variable = msg.get("Variable", "")
-        if chan is None or not variable:
-            return
         bare = variable.lstrip("_")
         # Inherited variables (_X, __X) travel with the call: that is call data. So is
-        # anything the config names explicitly.
-        if bare != variable or bare in self.book._data_vars:
+        # anything the config names explicitly. Other variables are dialplan internals.
+        if not bare or (bare == variable and bare not in self.book._data_vars):
+            return
+        chan = self.book.find(msg)
+        if chan is not None:
             chan.call.data[bare] = msg.get("Value", "")
 
     def hangup_request(self, msg: AmiMessage) -> None:

@@ -129,6 +129,15 @@ class CallBook:
         self.now = 0.0
 
     # -- channel records -------------------------------------------------------------------
+    def find(self, msg: AmiMessage, prefix: str = "") -> Channel | None:
+        """The known channel ``msg`` is about, without refreshing it (cheap)."""
+        uid = msg.get(prefix + "Uniqueid")
+        chan = self.by_uid.get(uid) if uid else None
+        if chan is None:
+            name = msg.get(prefix + "Channel")
+            chan = self.by_name.get(name) if name else None
+        return chan
+
     def channel(self, msg: AmiMessage, prefix: str = "", create: bool = True) -> Channel | None:
         """The channel described by ``msg``'s (prefixed) channel block, refreshed from it."""
         uid = names.known(msg.get(prefix + "Uniqueid"))

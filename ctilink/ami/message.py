@@ -18,10 +18,17 @@ class AmiMessage:
     def __init__(self, headers: Iterable[tuple[str, str]], lines: Iterable[str] = ()) -> None:
         self.headers: tuple[tuple[str, str], ...] = tuple(headers)
         self.lines: tuple[str, ...] = tuple(lines)
-        first: dict[str, str] = {}
-        for key, value in self.headers:
-            first.setdefault(key.lower(), value)
-        self._first = first
+        self._first: dict[str, str] | None = None  # built on first lookup
+
+    def _index(self) -> dict[str, str]:
+        """Lower-cased key → first value; most messages are dispatched by name only."""
+        first = self._first
+        if first is None:
+            first = {}
+            for key, value in self.headers:
+                first.setdefault(key.lower(), value)
+            self._first = first
+        return first
 
     @classmethod
     def build(cls, **fields: str | list[str]) -> AmiMessage:
@@ -43,16 +50,18 @@ class AmiMessage:
     @overload
     def get(self, key: str, default: str) -> str: ...
     def get(self, key: str, default: str | None = None) -> str | None:
-        return self._first.get(key.lower(), default)
+        return self._index().get(key.lower(), default)
 
     def __getitem__(self, key: str) -> str:
-        return self._first[key.lower()]
+        return self._index()[key.lower()]
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and key.lower() in self._first
+        return isinstance(key, str) and key.lower() in self._index()
 
     def getall(self, key: str) -> list[str]:
         wanted = key.lower()
+        if wanted not in self._index():
+            return []
         return [value for k, value in self.headers if k.lower() == wanted]
 
     def variables(self, key: str = "ChanVariable") -> dict[str, str]:
