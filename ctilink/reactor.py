@@ -24,7 +24,11 @@ def install_asyncio_reactor() -> Any:
         return reactor
     from twisted.internet import asyncioreactor
 
-    asyncioreactor.install(asyncio.new_event_loop())
+    # Also the thread's current loop: code that runs before the loop starts (reactor
+    # startup triggers) and schedules asyncio work must land on this loop, not a new one.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    asyncioreactor.install(loop)
     from twisted.internet import reactor
 
     return reactor

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -486,13 +485,6 @@ def test_good_endpoints(here: Path, listen: str) -> None:
     assert config.event_socket.listen == listen.replace("\\\\", "\\")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("OpenSSL") is not None, reason="pyOpenSSL here")
-def test_tls_endpoint_without_pyopenssl_says_what_is_missing(here: Path) -> None:
-    message = error('[event_socket]\nlisten = "ssl:port=8443:privateKey=key.pem"\n')
-    assert "install twisted[tls]" in message
-
-
-@pytest.mark.skipif(importlib.util.find_spec("OpenSSL") is None, reason="needs pyOpenSSL")
 def test_tls_endpoint_parses(here: Path) -> None:
     import datetime
 

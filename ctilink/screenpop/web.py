@@ -28,4 +28,5 @@ def make_site(event_socket: EventSocket) -> Site:
     root.putChild(b"events", WebSocketResource(event_socket))
     site = Site(root)
     site.displayTracebacks = False
+    site.noisy = False
     return site

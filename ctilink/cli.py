@@ -1,0 +1,205 @@
+"""The ``ctilink`` command.
+
+    ctilink demo                    embedded demo: SQLite, a bundled trace as the switch
+    ctilink run -c FILE             the daemon
+    ctilink replay TRACE...         print the events a trace replays to (JSON Lines)
+    ctilink check-config FILE       validate a configuration file
+    ctilink db upgrade -c FILE      migrate the database to the current schema
+
+Exit status: 0 success, 1 runtime failure, 2 bad input (usage, configuration, trace).
+Only ``run`` and ``demo`` (and ``replay --speed``) start a reactor; the asyncio reactor is
+installed first, before anything imports ``twisted.internet.reactor``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from ctilink import __version__
+from ctilink.errors import ConfigError, TraceError
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _posix(text: str) -> float:
+    try:
+        stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from exc
+    if stamp.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give a time zone (e.g. Z): {text!r}")
+    return stamp.timestamp()
+
+
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 (as fast as possible) or more")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ctilink", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"ctilink {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run the embedded demo (SQLite, bundled trace)")
+    demo.add_argument(
+        "--dir",
+        type=Path,
+        default=Path("ctilink-demo"),
+        help="working directory for the demo database (default ./ctilink-demo)",
+    )
+    demo.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    demo.add_argument("--port", type=int, default=8765, help="port (0 picks a free one)")
+    demo.add_argument(
+        "--speed",
+        type=_speed,
+        default=1.0,
+        help="replay speed: 1 real time (default), 0 as fast as possible",
+    )
+    demo.add_argument("--log-level", default="info")
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("-c", "--config", required=True, type=Path)
+
+    replay = sub.add_parser("replay", help="replay traces and print the normalized events")
+    replay.add_argument("traces", nargs="+", type=Path, metavar="TRACE")
+    replay.add_argument(
+        "--emit",
+        choices=("jsonl", "none"),
+        default="jsonl",
+        help="jsonl: one JSON event per line on stdout (default)",
+    )
+    replay.add_argument(
+        "--speed",
+        type=_speed,
+        default=0.0,
+        help="0 as fast as possible (default), 1 real time, 2 twice as fast",
+    )
+    replay.add_argument("--switch", default="replay", help="switch name in the events")
+    replay.add_argument(
+        "--port", type=int, default=5038, help="AMI server port inside pcap captures (default 5038)"
+    )
+    replay.add_argument(
+        "--start-time",
+        type=_posix,
+        default=None,
+        help="ISO 8601 time of the first session (default: capture time or now)",
+    )
+
+    check = sub.add_parser("check-config", help="validate a configuration file")
+    check.add_argument("config", type=Path)
+
+    db = sub.add_parser("db", help="database administration")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upgrade = db_sub.add_parser("upgrade", help="migrate the database to the current schema")
+    upgrade.add_argument("-c", "--config", required=True, type=Path)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = {
+        "demo": _demo,
+        "run": _run,
+        "replay": _replay,
+        "check-config": _check_config,
+        "db": _db,
+    }[args.command]
+    try:
+        return command(args)
+    except (ConfigError, TraceError) as exc:
+        print(f"ctilink {args.command}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from ctilink.adapters.replay import ReplayAdapter, load_replay
+    from ctilink.hub import Hub
+    from ctilink.model.events import Event
+    from ctilink.model.wire import event_json
+
+    traces = load_replay(args.traces, port=args.port)
+    hub = Hub()
+    adapter = ReplayAdapter(
+        args.switch, traces, hub.publish, speed=args.speed, start_time=args.start_time
+    )
+    if args.emit == "jsonl":
+        live = args.speed > 0
+
+        def emit(event: Event) -> None:
+            try:
+                sys.stdout.write(event_json(event) + "\n")
+                if live:
+                    sys.stdout.flush()
+            except BrokenPipeError:
+                # The reader went away (``| head``): stop quietly, as Unix tools do.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                adapter.stop()
+
+        hub.subscribe(emit)
+    if args.speed == 0:
+        adapter.run_to_end()
+    else:
+        from ctilink.reactor import install_asyncio_reactor
+
+        reactor = install_asyncio_reactor()
+        adapter.use_clock(reactor)
+        reactor.callWhenRunning(adapter.start)
+        reactor.callWhenRunning(lambda: adapter.finished().addBoth(lambda _: reactor.stop()))
+        reactor.run()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_OK
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from ctilink.config import load_config
+
+    config = load_config(args.config)
+    kinds = ", ".join(f"{s.name} ({s.kind})" for s in config.switches) or "none"
+    print(f"{args.config}: OK; switches: {kinds}; event socket: {config.event_socket.listen}")
+    return EXIT_OK
+
+
+def _db(args: argparse.Namespace) -> int:
+    from ctilink import db
+    from ctilink.config import load_config
+
+    config = load_config(args.config)
+    db.upgrade(config.database.connect_url())
+    print(f"database {db.masked(config.database.connect_url())} is at the current schema")
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ctilink.config import load_config
+    from ctilink.daemon import run_daemon
+
+    return run_daemon(load_config(args.config))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ctilink.daemon import demo_config, run_daemon
+
+    config = demo_config(
+        args.dir, host=args.host, port=args.port, speed=args.speed, log_level=args.log_level
+    )
+    return run_daemon(config, demo=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,202 @@
+"""The daemon: one hub and state tracker, the event log, the event socket, the switches.
+
+Theory of operation
+-------------------
+``CtilinkService`` is a Twisted service. Building it builds the switch adapters (so a
+trace that cannot be read, or an unknown kind, fails before anything listens). Starting
+it, in order: opens the database and continues event numbering after the last stored
+event; binds the web site (event socket at ``/events``) on the configured endpoint;
+starts every switch. ``ready`` fires when all of that is done. Stopping reverses it:
+switches first (no new events), then clients are told, the listener closes, and the event
+log is flushed and closed.
+
+``run_daemon`` is what ``ctilink run`` and ``ctilink demo`` call: migrate the database
+(synchronously, before the reactor runs), install the asyncio reactor, start the service
+and run until SIGINT/SIGTERM, stopping cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort
+
+from ctilink import db, logs
+from ctilink.adapters.base import SwitchAdapter
+from ctilink.adapters.replay import ReplayAdapter, load_replay
+from ctilink.config import (
+    Config,
+    EventSocketConfig,
+    ReplayOptions,
+    SwitchConfig,
+    default_config,
+)
+from ctilink.hub import Hub
+from ctilink.screenpop.eventsocket import EventSocket
+from ctilink.screenpop.web import make_site
+from ctilink.store import EventLog
+
+log = logging.getLogger(__name__)
+
+AdapterFactory = Callable[[SwitchConfig, Hub, Any], SwitchAdapter]
+
+
+def _replay_adapter(switch: SwitchConfig, hub: Hub, reactor: Any) -> SwitchAdapter:
+    options = switch.replay
+    assert options is not None
+    traces = load_replay(options.traces, port=options.port)
+    return ReplayAdapter(
+        switch.name,
+        traces,
+        hub.publish,
+        clock=reactor,
+        speed=options.speed,
+        loop=options.loop,
+        tenant=switch.tenant,
+    )
+
+
+ADAPTERS: dict[str, AdapterFactory] = {"replay": _replay_adapter}
+
+
+class CtilinkService(Service):
+    def __init__(self, config: Config, reactor: Any) -> None:
+        self.config = config
+        self.reactor = reactor
+        self.hub = Hub()
+        self.adapters = [
+            ADAPTERS[switch.kind](switch, self.hub, reactor) for switch in config.switches
+        ]
+        self.store: EventLog | None = None
+        self.event_socket: EventSocket | None = None
+        self.port: IListeningPort | None = None
+        self.ready: Deferred[CtilinkService] = Deferred()
+        self._starting: Deferred[None] | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) the web site listens on."""
+        assert self.port is not None
+        host = self.port.getHost()
+        assert isinstance(host, IPv4Address | IPv6Address)
+        return host.host, host.port
+
+    def startService(self) -> None:
+        super().startService()
+        self._starting = Deferred.fromCoroutine(self._start())
+        self._starting.addCallbacks(lambda _: self.ready.callback(self), self.ready.errback)
+
+    async def _start(self) -> None:
+        engine = db.create_engine(self.config.database.connect_url())
+        self.store = EventLog(engine, clock=self.reactor)
+        first = await self.store.start(self.hub)
+        self.event_socket = EventSocket(self.hub, self.reactor)
+        endpoint = serverFromString(self.reactor, self.config.event_socket.listen)
+        self.port = await endpoint.listen(make_site(self.event_socket))
+        for adapter in self.adapters:
+            adapter.start()
+        host, port = self.address
+        log.info(
+            "ctilink ready: event socket on %s:%d, %d switch(es), numbering from seq %d",
+            host,
+            port,
+            len(self.adapters),
+            first,
+        )
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        if self._starting is not None and not self._starting.called:
+            self._starting.cancel()
+        for adapter in self.adapters:
+            await adapter.stop()
+        if self.event_socket is not None:
+            self.event_socket.close_all()
+        if self.port is not None:
+            await maybeDeferred(self.port.stopListening)
+        if self.store is not None:
+            await self.store.close()
+        log.info("ctilink stopped")
+
+
+def demo_config(
+    work_dir: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    speed: float = 1.0,
+    log_level: str = "info",
+) -> Config:
+    """The embedded demo: SQLite in ``work_dir`` and the bundled traces looping."""
+    from ctilink.demo import TRACES
+
+    base = default_config(work_dir.resolve())
+    interface = host.replace(":", "\\:")
+    return replace(
+        base,
+        daemon=replace(base.daemon, log_level=log_level),
+        event_socket=EventSocketConfig(listen=f"tcp:port={port}:interface={interface}"),
+        switches=(
+            SwitchConfig(
+                name="demo",
+                kind="replay",
+                tenant="default",
+                replay=ReplayOptions(traces=TRACES, loop=True, speed=speed, port=5038),
+            ),
+        ),
+    )
+
+
+def run_daemon(config: Config, *, demo: bool = False) -> int:
+    """Run until stopped by a signal; returns the process exit status."""
+    logs.configure(config.daemon.log_level)
+    state_dir = config.daemon.state_dir
+    os.makedirs(state_dir, exist_ok=True)
+    url = config.database.connect_url()
+    try:
+        db.upgrade(url)
+    except Exception as exc:
+        log.error("cannot prepare the database %s: %s", db.masked(url), exc)
+        return 1
+    from ctilink.reactor import install_asyncio_reactor
+
+    reactor = install_asyncio_reactor()
+    service = CtilinkService(config, reactor)
+    status = [0]
+
+    def started(svc: CtilinkService) -> None:
+        if demo:
+            host, port = svc.address
+            print(
+                f"ctilink demo: replaying {len(config.switches[0].replay.traces)} real Asterisk"  # type: ignore[union-attr]
+                f" traces in a loop; database {state_dir / 'ctilink.sqlite3'}\n"
+                f"ctilink demo: connect a WebSocket client to ws://{host}:{port}/events"
+                " (Ctrl-C to stop)",
+                flush=True,
+            )
+
+    def failed(failure: Any) -> None:
+        hint = " (try another --port)" if demo else ""
+        log.error("ctilink could not start: %s%s", failure.getErrorMessage(), hint)
+        status[0] = 1
+        reactor.stop()
+
+    reactor.callWhenRunning(service.startService)
+    service.ready.addCallbacks(started, failed)
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    reactor.run()
+    sys.stdout.flush()
+    return status[0]

@@ -1,0 +1,133 @@
+"""The ``ctilink`` command: replay output, config checking, exit statuses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ctilink.cli import main
+from tests._schemas import validate_wire
+from tests.conftest import TRACES
+from tests.replaying import replay_files
+
+FIXTURE_TRACES = sorted(p for p in TRACES.iterdir() if p.suffix in (".jsonl", ".pcapng"))
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The installed console script, as a user runs it."""
+    script = Path(sys.executable).parent / "ctilink"
+    return subprocess.run(
+        [str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONWARNINGS": "error::DeprecationWarning"},
+    )
+
+
+@pytest.mark.parametrize("trace", FIXTURE_TRACES, ids=lambda p: p.name)
+def test_every_fixture_replay_matches_the_schemas(
+    trace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["replay", str(trace)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines, "a trace with calls or agents must produce events"
+    events = [json.loads(line) for line in lines]
+    for event in events:
+        validate_wire(event)
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+
+
+def test_replay_prints_what_the_adapter_produces(capsys: pytest.CaptureFixture[str]) -> None:
+    trace = TRACES / "inbound-answered.jsonl"
+    start = "2026-11-22T13:53:20Z"
+    assert main(["replay", str(trace), "--switch", "pbx", "--start-time", start]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    expected = replay_files(trace).wire
+    strip = lambda e: {k: v for k, v in e.items() if k != "call_id"}  # noqa: E731
+    assert [strip(e) for e in printed] == [strip(e) for e in expected]
+
+
+def test_console_script_replays_a_pcap() -> None:
+    done = run_cli("replay", str(TRACES / "inbound-answered.pcapng"), "--switch", "site-a")
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert {e["switch"] for e in events} == {"site-a"}
+    assert [e["type"] for e in events if e["type"].endswith("cleared")][-1] == "call_cleared"
+
+
+def test_real_time_replay_gives_the_same_events() -> None:
+    trace = str(TRACES / "agent-login.jsonl")
+    fast = run_cli("replay", trace, "--start-time", "2026-11-22T00:00:00Z")
+    paced = run_cli("replay", trace, "--start-time", "2026-11-22T00:00:00Z", "--speed", "20")
+    assert fast.returncode == paced.returncode == 0, paced.stderr
+    assert fast.stdout == paced.stdout
+
+
+def test_bad_trace_is_refused_before_any_event(tmp_path: Path) -> None:
+    good = (TRACES / "agent-login.jsonl").read_text().splitlines()
+    bad = tmp_path / "broken.jsonl"
+    bad.write_text("\n".join([*good[:8], '{"t": 1.0, "dir": "rx", "data": ', *good[9:]]) + "\n")
+    done = run_cli("replay", str(TRACES / "inbound-answered.jsonl"), str(bad))
+    assert done.returncode == 2
+    assert done.stdout == ""  # nothing half-emitted
+    assert "broken.jsonl: line 9" in done.stderr
+
+
+def test_trace_that_is_not_ami_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "not-ami.jsonl"
+    bad.write_text(
+        '{"t": 0.0, "dir": "rx", "data": "SSH-2.0-OpenSSH_9.2\\r\\n"}\n'
+        '{"t": 0.1, "dir": "rx", "data": "Event: X\\r\\n\\r\\n"}\n'
+    )
+    done = run_cli("replay", str(bad))
+    assert done.returncode == 2
+    assert "not-ami.jsonl: line 1: not a valid AMI stream" in done.stderr
+    assert "banner" in done.stderr
+
+
+def test_trace_ending_mid_message_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "cut.jsonl"
+    bad.write_text(
+        '{"t": 0.0, "dir": "rx", "data": "Asterisk Call Manager/11.0.0\\r\\n"}\n'
+        '{"t": 0.1, "dir": "rx", "data": "Event: Newchannel\\r\\nChannel: X"}\n'
+    )
+    done = run_cli("replay", str(bad))
+    assert done.returncode == 2
+    assert "cut.jsonl: line 2" in done.stderr and "middle of a message" in done.stderr
+
+
+def test_missing_trace_file(tmp_path: Path) -> None:
+    done = run_cli("replay", str(tmp_path / "nope.jsonl"))
+    assert done.returncode == 2
+    assert "nope.jsonl" in done.stderr
+
+
+def test_check_config(tmp_path: Path) -> None:
+    config = tmp_path / "ctilink.toml"
+    config.write_text(
+        f'[[switch]]\nname = "pbx1"\nkind = "replay"\ntraces = ["{TRACES / "agent-login.jsonl"}"]\n'
+    )
+    done = run_cli("check-config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert "OK" in done.stdout and "pbx1 (replay)" in done.stdout
+
+
+def test_check_config_bad_value_exit_2(tmp_path: Path) -> None:
+    config = tmp_path / "ctilink.toml"
+    config.write_text('[[switch]]\nname = "pbx1"\nkind = "asterix"\n')
+    done = run_cli("check-config", str(config))
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert "ctilink.toml" in line and "switch[0].kind" in line and "asterix" in line
+
+
+def test_usage_error_exit_2() -> None:
+    done = run_cli("replay")
+    assert done.returncode == 2
+    assert "TRACE" in done.stderr

@@ -1,0 +1,126 @@
+"""`ctilink demo` as a user runs it: a subprocess, a real WebSocket client, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.sync.client import connect
+
+from tests._schemas import validate_wire
+
+URL = re.compile(r"ws://[\d.]+:\d+/events")
+
+
+class Demo:
+    def __init__(self, work_dir: Path, *extra: str) -> None:
+        script = Path(sys.executable).parent / "ctilink"
+        self.process = subprocess.Popen(
+            [str(script), "demo", "--dir", str(work_dir), "--port", "0", *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.url = self._wait_for_url()
+
+    def _wait_for_url(self) -> str:
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            match = URL.search(line)
+            if match:
+                return match.group(0)
+        self.process.kill()
+        raise AssertionError(f"demo did not announce its URL: {self.process.stderr.read()}")  # type: ignore[union-attr]
+
+    def interrupt(self, timeout: float = 20) -> tuple[int, str]:
+        self.process.send_signal(signal.SIGINT)
+        _, err = self.process.communicate(timeout=timeout)
+        return self.process.returncode, err
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[Demo]:
+    running = Demo(tmp_path / "work", "--speed", "10")
+    yield running
+    if running.process.poll() is None:
+        running.process.kill()
+        running.process.communicate()
+
+
+def receive(ws: Any, count: int, timeout: float = 30) -> list[dict[str, Any]]:
+    return [json.loads(ws.recv(timeout=timeout)) for _ in range(count)]
+
+
+def test_client_gets_snapshot_then_live_events(demo: Demo, tmp_path: Path) -> None:
+    with connect(demo.url) as ws:
+        snapshot = json.loads(ws.recv(timeout=30))
+        validate_wire(snapshot)
+        assert snapshot["type"] == "snapshot"
+        events = receive(ws, 25)
+    for event in events:
+        validate_wire(event)
+    seqs = [event["seq"] for event in events]
+    assert seqs == list(range(snapshot["seq"] + 1, snapshot["seq"] + 26))
+    assert {event["switch"] for event in events} == {"demo"}
+    types = {event["type"] for event in events}
+    assert {"agent_logged_on", "delivered", "queued", "established", "call_cleared"} <= types
+
+    status, err = demo.interrupt()
+    assert status == 0, err
+    assert "ctilink stopped" in err
+    assert "Traceback" not in err
+    database = tmp_path / "work" / "ctilink.sqlite3"
+    with sqlite3.connect(database) as db:
+        stored = db.execute("SELECT max(seq), count(*) FROM event_log").fetchone()
+    assert stored[0] >= seqs[-1] and stored[1] == stored[0]
+
+
+def test_numbering_continues_after_a_restart(tmp_path: Path) -> None:
+    first = Demo(tmp_path / "work", "--speed", "20")
+    with connect(first.url) as ws:
+        json.loads(ws.recv(timeout=30))
+        last = receive(ws, 10)[-1]["seq"]
+    assert first.interrupt()[0] == 0
+    second = Demo(tmp_path / "work", "--speed", "20")
+    try:
+        with connect(second.url) as ws:
+            snapshot = json.loads(ws.recv(timeout=30))
+            event = json.loads(ws.recv(timeout=30))
+        assert snapshot["seq"] >= last
+        assert event["seq"] > last
+    finally:
+        assert second.interrupt()[0] == 0
+
+
+def test_port_in_use_is_a_clear_failure(tmp_path: Path) -> None:
+    import socket
+
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    port = blocker.getsockname()[1]
+    try:
+        script = Path(sys.executable).parent / "ctilink"
+        done = subprocess.run(
+            [str(script), "demo", "--dir", str(tmp_path / "w"), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        blocker.close()
+    assert done.returncode == 1
+    assert "could not start" in done.stderr and str(port) in done.stderr
