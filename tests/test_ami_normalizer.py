@@ -23,6 +23,21 @@ def kinds(wire: list[dict[str, Any]]) -> list[tuple[str, Any]]:
     return [(e["type"], e.get("device", e.get("agent"))) for e in wire]
 
 
+def customer(**overrides: Any) -> list[tuple[str, str]]:
+    """The trunk channel of a call from 5551234567 for 800."""
+    t_name, t = TRUNK
+    return chan(t_name, t, **{"caller": "5551234567", "exten": "800", **overrides})
+
+
+def queue_caller(feed: AmiFeed, event: str, queue: str, count: int) -> None:
+    feed.send(event, customer(), Queue=queue, Position="1", Count=str(count))
+
+
+def trunk_call_in_queue(feed: AmiFeed, queue: str) -> None:
+    feed.send("Newchannel", customer(state=4))
+    queue_caller(feed, "QueueCallerJoin", queue, 1)
+
+
 def internal_call(feed: AmiFeed) -> None:
     """6001 dials 6002, who answers."""
     a_name, a = PHONE1
@@ -136,13 +151,13 @@ def inbound_to_agent(feed: AmiFeed, agent: tuple[str, str] = PHONE1) -> None:
     feed.send("Newchannel", chan(a_name, a, linkedid=t, state=0))
     feed.send(
         "DialBegin",
-        chan(t_name, t, caller="5551234567", exten="800"),
+        customer(),
         chan(a_name, a, linkedid=t, state=0, prefix="Dest"),
         DialString=a_name.split("-")[0],
     )
     feed.send(
         "DialEnd",
-        chan(t_name, t, caller="5551234567", exten="800"),
+        customer(),
         chan(a_name, a, linkedid=t, prefix="Dest"),
         DialStatus="ANSWER",
     )
@@ -245,7 +260,7 @@ def test_attended_transfer_merges_the_consultation_into_the_customer_call() -> N
     feed.send("Hangup", chan(a_name, a, linkedid=t), Cause="16")
     feed.send("Hangup", chan(c2_name, c2, caller="6001", exten="7000"), Cause="16")
     feed.send("Hangup", chan(target_name, target, linkedid=t), Cause="16")
-    feed.send("Hangup", chan(t_name, t, caller="5551234567", exten="800"), Cause="16")
+    feed.send("Hangup", customer(), Cause="16")
     tail = feed.wire[3:]
     assert [(e["type"], e["call_id"], e["device"]) for e in tail] == [
         ("service_initiated", "call-2", "6001"),
@@ -265,20 +280,13 @@ def test_attended_transfer_merges_the_consultation_into_the_customer_call() -> N
 
 def test_ring_all_loser_is_cleared_as_cancelled() -> None:
     feed = AmiFeed()
-    t_name, t = TRUNK
-    feed.send("Newchannel", chan(t_name, t, state=4, caller="5551234567", exten="800"))
-    feed.send(
-        "QueueCallerJoin",
-        chan(t_name, t, caller="5551234567", exten="800"),
-        Queue="sales",
-        Position="1",
-        Count="1",
-    )
+    t = TRUNK[1]
+    trunk_call_in_queue(feed, "sales")
     for name, uid, member in ((*PHONE1, "PJSIP/6001"), (*PHONE2, "PJSIP/6002")):
         feed.send("Newchannel", chan(name, uid, linkedid=t, state=0))
         feed.send(
             "AgentCalled",
-            chan(t_name, t, caller="5551234567", exten="800"),
+            customer(),
             chan(name, uid, linkedid=t, state=0, prefix="Dest"),
             Queue="sales",
             MemberName=f"Agent {member[-4:]}",
@@ -286,30 +294,24 @@ def test_ring_all_loser_is_cleared_as_cancelled() -> None:
         )
         feed.send(
             "DialBegin",
-            chan(t_name, t, caller="5551234567", exten="800"),
+            customer(),
             chan(name, uid, linkedid=t, state=0, prefix="Dest"),
             DialString=member,
         )
     feed.send(
         "DialEnd",
-        chan(t_name, t, caller="5551234567", exten="800"),
+        customer(),
         chan(PHONE2[0], PHONE2[1], linkedid=t, prefix="Dest"),
         DialStatus="ANSWER",
     )
     feed.send(
         "DialEnd",
-        chan(t_name, t, caller="5551234567", exten="800"),
+        customer(),
         chan(PHONE1[0], PHONE1[1], linkedid=t, state=5, prefix="Dest"),
         DialStatus="CANCEL",
     )
     feed.send("Hangup", chan(PHONE1[0], PHONE1[1], linkedid=t, state=5), Cause="26")
-    feed.send(
-        "QueueCallerLeave",
-        chan(t_name, t, caller="5551234567", exten="800"),
-        Queue="sales",
-        Position="1",
-        Count="0",
-    )
+    queue_caller(feed, "QueueCallerLeave", "sales", 0)
     assert [(e["type"], e["device"], e.get("agent"), e.get("cause")) for e in feed.wire] == [
         ("delivered", "800", None, None),
         ("queued", "sales", None, None),
@@ -325,22 +327,8 @@ def test_ring_all_loser_is_cleared_as_cancelled() -> None:
 
 def test_queue_timeout_diverts_the_call_away_from_the_queue() -> None:
     feed = AmiFeed()
-    t_name, t = TRUNK
-    feed.send("Newchannel", chan(t_name, t, state=4, caller="5551234567", exten="800"))
-    feed.send(
-        "QueueCallerJoin",
-        chan(t_name, t, caller="5551234567", exten="800"),
-        Queue="sales",
-        Position="1",
-        Count="1",
-    )
-    feed.send(
-        "QueueCallerLeave",
-        chan(t_name, t, caller="5551234567", exten="800"),
-        Queue="sales",
-        Position="1",
-        Count="0",
-    )
+    trunk_call_in_queue(feed, "sales")
+    queue_caller(feed, "QueueCallerLeave", "sales", 0)
     assert [(e["type"], e["device"]) for e in feed.wire][-1] == ("diverted", "sales")
     assert feed.recorder.hub.tracker.snapshot(0)["queues"][0]["calls_waiting"] == 0
 
@@ -353,7 +341,7 @@ def test_local_optimization_does_not_end_the_agents_connection() -> None:
     feed.send("Newchannel", chan(t_name, t, state=4, caller="5551234567", exten="800"))
     feed.send(
         "QueueCallerJoin",
-        chan(t_name, t, caller="5551234567", exten="800"),
+        customer(),
         Queue="support",
         Position="1",
         Count="1",

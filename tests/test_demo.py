@@ -124,3 +124,51 @@ def test_port_in_use_is_a_clear_failure(tmp_path: Path) -> None:
         blocker.close()
     assert done.returncode == 1
     assert "could not start" in done.stderr and str(port) in done.stderr
+
+
+READY = re.compile(r"ctilink ready: event socket on ([\d.]+):(\d+)")
+
+
+def test_run_with_a_config_file_until_sigterm(tmp_path: Path) -> None:
+    from tests.conftest import TRACES
+
+    config = tmp_path / "ctilink.toml"
+    config.write_text(
+        '[daemon]\nstate_dir = "state"\n'
+        '[event_socket]\nlisten = "tcp:port=0:interface=127.0.0.1"\n'
+        '[[switch]]\nname = "site-a"\nkind = "replay"\nspeed = 5\n'
+        f'traces = ["{TRACES / "agent-login.jsonl"}", "{TRACES / "inbound-answered.jsonl"}"]\n'
+    )
+    script = Path(sys.executable).parent / "ctilink"
+    process = subprocess.Popen(
+        [str(script), "run", "-c", str(config)], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            ready = READY.search(line)
+            if ready:
+                break
+        else:
+            raise AssertionError("the daemon never said it was ready")
+        with connect(f"ws://{ready.group(1)}:{ready.group(2)}/events") as ws:
+            snapshot = json.loads(ws.recv(timeout=30))
+            seqs = []
+            while True:
+                event = json.loads(ws.recv(timeout=30))
+                seqs.append(event["seq"])
+                if event["type"] == "call_cleared":  # the last call of the two traces
+                    break
+        assert seqs == list(range(snapshot["seq"] + 1, snapshot["seq"] + 1 + len(seqs)))
+        assert event["switch"] == "site-a"
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=20)
+        assert process.returncode == 0, err
+        with sqlite3.connect(tmp_path / "state" / "ctilink.sqlite3") as db:
+            types = [row[0] for row in db.execute("SELECT type FROM event_log ORDER BY seq")]
+        assert types[:2] == ["link_up", "agent_logged_on"]
+        assert types.count("call_cleared") == 1 and types[-1] == "link_down"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()

@@ -109,6 +109,8 @@ class ReplayAdapter(SwitchAdapter):
         self._pending: IDelayedCall | None = None
         self._done: Deferred[None] | None = None
         self._stopped = False
+        self._open: _Step | None = None  # the link_up step of the session being played
+        self._last_at = 0.0
         self.loops_completed = 0
 
     # -- the timeline ----------------------------------------------------------------------
@@ -134,7 +136,9 @@ class ReplayAdapter(SwitchAdapter):
                 return
 
     def _do(self, step: _Step) -> None:
+        self._last_at = step.at
         if step.edge is not None:
+            self._open = step if step.edge is ev.LinkUp else None
             if step.edge is ev.LinkUp:
                 self.inbound.reset()
             source = os.path.basename(step.trace.path)
@@ -200,6 +204,10 @@ class ReplayAdapter(SwitchAdapter):
         self._advance()
 
     def stop(self) -> Deferred[None]:
+        """Stop playing; a session in progress ends with ``link_down`` ("stopped")."""
+        if self._open is not None and not self._stopped:
+            self._open = None
+            self._publish(ev.LinkDown(switch=self.name, time=self._last_at, detail="stopped"))
         self._stopped = True
         if self._pending is not None and self._pending.active():
             self._pending.cancel()

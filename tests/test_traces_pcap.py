@@ -1,12 +1,9 @@
-"""Trace readers and the JSON Lines writer.
+"""Trace reading from pcap/pcapng captures built in ``tmp_path``.
 
-Real fixtures (the Asterisk 22 traces and the real pcapng) must read and their bytes must
-frame as whole AMI messages. Synthetic captures are built with dpkt's own packet classes and
-writers into ``tmp_path``: out-of-order and retransmitted segments, gaps, a missing SYN,
-truncated and corrupt files, several sessions, IPv6, every supported link type. Property
-tests: any splitting/reordering/duplication of a stream reassembles exactly (or, with a
-segment dropped, raises ``TraceError``), and damaged files raise ``TraceError`` and nothing
-else.
+Out-of-order and retransmitted segments, gaps, a missing SYN, truncated and corrupt files,
+several sessions, IPv6, every supported link type. Property tests: any
+splitting/reordering/duplication of a stream reassembles exactly (or, with a segment
+dropped, raises ``TraceError``), and damaged files raise ``TraceError`` and nothing else.
 """
 
 from __future__ import annotations
@@ -15,350 +12,31 @@ import itertools
 import random
 import socket
 import struct
-import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import dpkt
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from ctilink.ami.codec import AmiBanner, AmiCodec
 from ctilink.errors import TraceError
-from ctilink.traces import Direction, JsonlWriter, Trace, TraceRecord, read_trace, write_jsonl
-from tests.conftest import TRACES
-
-Endpoint = tuple[str, int]
-
-T0 = 1_700_000_000.0
-SERVER: Endpoint = ("10.0.0.1", 5038)
-CLIENT: Endpoint = ("10.0.0.2", 40000)
-SYN, ACK, FIN, PSH, RST = (
-    dpkt.tcp.TH_SYN,
-    dpkt.tcp.TH_ACK,
-    dpkt.tcp.TH_FIN,
-    dpkt.tcp.TH_PUSH,
-    dpkt.tcp.TH_RST,
+from ctilink.traces import Trace, read_trace
+from tests.captures import (
+    ACK,
+    AMI_STREAM,
+    FIN,
+    LINKS,
+    RST,
+    SERVER,
+    T0,
+    Conn,
+    Pkt,
+    _ethernet,
+    _ip_bytes,
+    chunks,
+    frame_ami,
+    write_capture,
 )
-AMI_STREAM = b"Asterisk Call Manager/11.0.0\r\n" + b"".join(
-    f"Event: Newchannel\r\nChannel: Local/6001@agents-{i:08x};1\r\nUniqueid: {i}\r\n\r\n".encode()
-    for i in range(40)
-)
-
-
-# -- building captures ---------------------------------------------------------------------
-@dataclass(frozen=True)
-class Pkt:
-    ts: float
-    src: Endpoint
-    dst: Endpoint
-    seq: int
-    flags: int
-    payload: bytes = b""
-
-
-def _ip_bytes(p: Pkt) -> bytes:
-    tcp = dpkt.tcp.TCP(
-        sport=p.src[1], dport=p.dst[1], seq=p.seq % 2**32, flags=p.flags, data=p.payload
-    )
-    if ":" in p.src[0]:
-        return bytes(
-            dpkt.ip6.IP6(
-                src=socket.inet_pton(socket.AF_INET6, p.src[0]),
-                dst=socket.inet_pton(socket.AF_INET6, p.dst[0]),
-                nxt=dpkt.ip.IP_PROTO_TCP,
-                hlim=64,
-                plen=len(bytes(tcp)),
-                data=tcp,
-            )
-        )
-    return bytes(
-        dpkt.ip.IP(
-            src=socket.inet_pton(socket.AF_INET, p.src[0]),
-            dst=socket.inet_pton(socket.AF_INET, p.dst[0]),
-            p=dpkt.ip.IP_PROTO_TCP,
-            ttl=64,
-            data=tcp,
-        )
-    )
-
-
-def _ethertype(ip: bytes) -> int:
-    return int(dpkt.ethernet.ETH_TYPE_IP6 if ip[0] >> 4 == 6 else dpkt.ethernet.ETH_TYPE_IP)
-
-
-def _ethernet(ip: bytes) -> bytes:
-    mac = b"\x02\x00\x00\x00\x00\x01"
-    return bytes(dpkt.ethernet.Ethernet(src=mac, dst=mac, type=_ethertype(ip), data=ip))
-
-
-def _bsd_family(ip: bytes) -> int:
-    return 24 if ip[0] >> 4 == 6 else 2
-
-
-# link name -> (link type, IP packet bytes -> frame bytes)
-LINKS: dict[str, tuple[int, Callable[[bytes], bytes]]] = {
-    "ethernet": (dpkt.pcap.DLT_EN10MB, _ethernet),
-    "sll": (dpkt.pcap.DLT_LINUX_SLL, lambda ip: bytes(dpkt.sll.SLL(ethtype=_ethertype(ip))) + ip),
-    "sll2": (276, lambda ip: bytes(dpkt.sll2.SLL2(ethtype=_ethertype(ip))) + ip),
-    "raw": (101, lambda ip: ip),
-    "null": (dpkt.pcap.DLT_NULL, lambda ip: struct.pack("<I", _bsd_family(ip)) + ip),
-    "loop": (dpkt.pcap.DLT_LOOP, lambda ip: struct.pack(">I", _bsd_family(ip)) + ip),
-}
-
-
-def write_capture(
-    path: Path,
-    packets: Sequence[Pkt | tuple[float, bytes]],
-    *,
-    link: str = "ethernet",
-    ng: bool = False,
-    nano: bool = False,
-) -> Path:
-    """Write packets (or ready (ts, frame) pairs) with dpkt's writers."""
-    linktype, wrap = LINKS[link]
-    with path.open("wb") as file:
-        writer: Any
-        if ng:
-            writer = dpkt.pcapng.Writer(file, snaplen=65535, linktype=linktype)
-        else:
-            writer = dpkt.pcap.Writer(file, snaplen=65535, linktype=linktype, nano=nano)
-        for p in packets:
-            if isinstance(p, Pkt):
-                writer.writepkt(wrap(_ip_bytes(p)), ts=p.ts)
-            else:
-                writer.writepkt(p[1], ts=p[0])
-    return path
-
-
-class Conn:
-    """One TCP connection's packets; offsets count payload bytes from 0 in each direction."""
-
-    def __init__(
-        self,
-        client: Endpoint = CLIENT,
-        server: Endpoint = SERVER,
-        client_isn: int = 1000,
-        server_isn: int = 70000,
-    ) -> None:
-        self.ends = {"tx": (client, server), "rx": (server, client)}
-        self.isn = {"tx": client_isn, "rx": server_isn}
-
-    def handshake(self, ts: float) -> list[Pkt]:
-        (c, s), isn = self.ends["tx"], self.isn
-        return [
-            Pkt(ts, c, s, isn["tx"], SYN),
-            Pkt(ts + 0.0001, s, c, isn["rx"], SYN | ACK),
-            Pkt(ts + 0.0002, c, s, isn["tx"] + 1, ACK),
-        ]
-
-    def data(self, direction: str, offset: int, payload: bytes, ts: float, flags: int = 0) -> Pkt:
-        src, dst = self.ends[direction]
-        return Pkt(ts, src, dst, self.isn[direction] + 1 + offset, ACK | PSH | flags, payload)
-
-    def fin(self, direction: str, offset: int, ts: float) -> Pkt:
-        src, dst = self.ends[direction]
-        return Pkt(ts, src, dst, self.isn[direction] + 1 + offset, FIN | ACK)
-
-
-def chunks(data: bytes, size: int) -> list[tuple[int, bytes]]:
-    return [(i, data[i : i + size]) for i in range(0, len(data), size)]
-
-
-def frame_ami(data: bytes, *, banner: bool) -> tuple[int, int]:
-    """(whole messages and banner framed, bytes left over) for one direction's bytes."""
-    codec = AmiCodec(expect_banner=banner)
-    codec.receive_data(data)
-    items = list(codec.events())
-    if banner:
-        assert isinstance(items[0], AmiBanner)
-    return len(items), codec.pending
-
-
-# -- real traces ---------------------------------------------------------------------------
-@pytest.mark.parametrize("path", sorted(TRACES.glob("*.jsonl")), ids=lambda p: p.name)
-def test_real_jsonl_traces_read_whole(path: Path) -> None:
-    trace = read_trace(path)
-    assert trace.path == str(path)
-    [session] = trace.sessions
-    assert (session.index, session.start_time, session.peer) == (0, None, None)
-    assert session.records[0] == TraceRecord(
-        session.records[0].t, "rx", b"Asterisk Call Manager/11.0.0\r\n", "line 1"
-    )
-    times = [r.t for r in session.records]
-    assert times == sorted(times) and times[0] >= 0
-    # Every rx record is one whole message (or the banner): nothing split, nothing left.
-    rx = [r for r in session.records if r.direction == "rx"]
-    assert frame_ami(session.data("rx"), banner=True) == (len(rx), 0)
-    tx = [r for r in session.records if r.direction == "tx"]
-    assert frame_ami(session.data("tx"), banner=False) == (len(tx), 0)
-
-
-def test_real_pcapng_reads_as_one_ami_session() -> None:
-    trace = read_trace(TRACES / "inbound-answered.pcapng")
-    [session] = trace.sessions
-    assert session.index == 0
-    assert session.peer == "127.0.0.1:57132 -> 127.0.0.1:5038"
-    assert session.start_time == pytest.approx(1795355866.793664, abs=1e-6)
-    rx, tx = session.data("rx"), session.data("tx")
-    assert rx.startswith(b"Asterisk Call Manager/")
-    assert tx.startswith(b"Action: Login")
-    messages, pending = frame_ami(rx, banner=True)
-    assert messages > 50 and pending == 0
-    assert frame_ami(tx, banner=False)[1] == 0
-    times = [r.t for r in session.records]
-    assert times == sorted(times) and 0 < times[0] < 0.01
-    assert all(r.position.startswith("packet ") for r in session.records)
-
-
-def test_real_pcapng_on_another_port_has_no_sessions() -> None:
-    assert read_trace(TRACES / "inbound-answered.pcapng", port=4573).sessions == ()
-
-
-# -- JSON Lines ----------------------------------------------------------------------------
-def test_round_trip_of_a_real_trace_is_byte_identical(tmp_path: Path) -> None:
-    original = read_trace(TRACES / "inbound-answered.jsonl").sessions[0].records
-    write_jsonl(tmp_path / "copy.jsonl", original)
-    copy = read_trace(tmp_path / "copy.jsonl").sessions[0].records
-    assert [(r.t, r.direction, r.data) for r in copy] == [
-        (r.t, r.direction, r.data) for r in original
-    ]
-    assert (tmp_path / "copy.jsonl").read_bytes() == (
-        TRACES / "inbound-answered.jsonl"
-    ).read_bytes()
-
-
-_TEXT = st.text(st.characters(codec="utf-8"), max_size=200)
-
-
-@settings(max_examples=60)
-@given(st.lists(st.tuples(st.floats(0, 1e6), st.sampled_from(["rx", "tx"]), _TEXT), max_size=20))
-def test_round_trip_of_any_text(items: list[tuple[float, Direction, str]]) -> None:
-    items.sort(key=lambda item: item[0])
-    records = [TraceRecord(t, d, s.encode(), "x") for t, d, s in items]
-    with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / "t.jsonl"
-        write_jsonl(path, records)
-        read = read_trace(path).sessions[0].records
-    assert [(r.t, r.direction, r.data) for r in read] == [
-        (r.t, r.direction, r.data) for r in records
-    ]
-    assert [r.position for r in read] == [f"line {i}" for i in range(1, len(records) + 1)]
-
-
-def test_writer_refuses_what_the_format_cannot_carry(tmp_path: Path) -> None:
-    path = tmp_path / "w.jsonl"
-    with JsonlWriter(path) as writer:
-        writer.write(TraceRecord(1.0, "rx", b"ok\r\n", "a"))
-        with pytest.raises(ValueError, match="not UTF-8"):
-            writer.write(TraceRecord(2.0, "rx", b"Caller: M\xfcller\r\n", "b"))
-        with pytest.raises(ValueError, match="backwards"):
-            writer.write(TraceRecord(0.5, "tx", b"x", "c"))
-        with pytest.raises(ValueError, match="finite"):
-            writer.write(TraceRecord(float("nan"), "tx", b"x", "d"))
-        writer.write(TraceRecord(1.0, "tx", b"\xc3\xa9", "e"))
-    records = read_trace(path).sessions[0].records
-    assert [(r.t, r.direction, r.data) for r in records] == [
-        (1.0, "rx", b"ok\r\n"),
-        (1.0, "tx", "é".encode()),
-    ]
-
-
-GOOD = '{"t": 0.5, "dir": "rx", "data": "Event: X\\r\\n\\r\\n"}\n'
-
-
-@pytest.mark.parametrize(
-    ("content", "line", "message"),
-    [
-        ('{"t": 1, "dir": "rx" "data": "x"}\n', 2, "not valid JSON (Expecting ',' delimiter"),
-        ("[1, 2]\n", 2, "not a JSON object (got an array)"),
-        ('"text"\n', 2, "not a JSON object (got a string)"),
-        ('{"t": 1, "dir": "rx"}\n', 2, "missing key 'data'"),
-        ('{"dir": "rx", "data": ""}\n', 2, "missing key 't'"),
-        ('{"t": "1", "dir": "rx", "data": ""}\n', 2, "'t' must be a number (got a string)"),
-        ('{"t": true, "dir": "rx", "data": ""}\n', 2, "'t' must be a number (got a boolean)"),
-        ('{"t": 1, "dir": "in", "data": ""}\n', 2, '\'dir\' must be "rx" or "tx"'),
-        ('{"t": 1, "dir": null, "data": ""}\n', 2, "'dir' must be"),
-        ('{"t": 1, "dir": "rx", "data": 5}\n', 2, "'data' must be a string (got a number)"),
-        ('{"t": 1, "dir": "rx", "data": ["x"]}\n', 2, "'data' must be a string (got an array)"),
-        ('{"t": 0.25, "dir": "rx", "data": ""}\n', 2, "'t' goes backwards (0.25 after 0.5)"),
-        ('{"t": -1, "dir": "rx", "data": ""}\n', 2, "'t' is negative"),
-        ('{"t": NaN, "dir": "rx", "data": ""}\n', 2, "NaN is not a JSON number"),
-        ('{"t": 1e400, "dir": "rx", "data": ""}\n', 2, "'t' is out of range"),
-        ('{"t": 1, "dir": "rx", "data": "\\ud800"}\n', 2, "'data' cannot be encoded as UTF-8"),
-        ('{"t": 1, "dir": "rx", "data": "a", "data": "b"}\n', 2, "duplicate key 'data'"),
-        ("\n" + GOOD, 2, "blank line between records"),
-        ("  \r\n" + GOOD, 2, "blank line between records"),
-        ('{"t": 1, "dir": "rx", "da', 2, "truncated record (not valid JSON"),
-        ('{"t": 1, "dir": "rx", "data": "x"}\n{"t": 2', 3, "truncated record"),
-        ('{"t": 1, "dir": "rx", "data": "x"}\n{"t"\n', 3, "not valid JSON (Expecting ':'"),
-        ("[" * 100_000 + "\n", 2, "not valid JSON"),
-    ],
-)
-def test_bad_jsonl_names_file_and_line(
-    tmp_path: Path, content: str, line: int, message: str
-) -> None:
-    path = tmp_path / "bad.jsonl"
-    path.write_text(GOOD + content, encoding="utf-8")
-    with pytest.raises(TraceError) as caught:
-        read_trace(path)
-    assert str(caught.value).startswith(f"{path}: line {line}: ")
-    assert message in str(caught.value)
-
-
-def test_bad_utf8_names_the_line(tmp_path: Path) -> None:
-    path = tmp_path / "latin1.jsonl"
-    path.write_bytes(GOOD.encode() + b'{"t": 1, "dir": "rx", "data": "M\xfcller"}\n')
-    with pytest.raises(TraceError, match=r"latin1\.jsonl: line 2: not valid UTF-8"):
-        read_trace(path)
-
-
-@pytest.mark.parametrize(
-    ("content", "count"),
-    [
-        ("", 0),
-        (GOOD, 1),
-        (GOOD.rstrip("\n"), 1),  # a whole last record without its newline is whole
-        (GOOD + "\n\n", 1),  # blank lines after the last record carry nothing
-        (GOOD.replace("}", ', "seq": 7, "note": {"x": [1]}}'), 1),  # unknown keys ignored
-        (GOOD.replace("\n", "\r\n") * 2, 2),
-        (GOOD.replace("0.5", "3"), 1),
-    ],
-)
-def test_good_jsonl_variants(tmp_path: Path, content: str, count: int) -> None:
-    path = tmp_path / "good.jsonl"
-    path.write_text(content)
-    [session] = read_trace(path).sessions
-    assert len(session.records) == count
-    assert all(r.data == b"Event: X\r\n\r\n" for r in session.records)
-
-
-@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.binary(max_size=300), st.integers(0, 400))
-def test_damaged_jsonl_reads_or_raises_trace_error(tmp_path: Path, junk: bytes, where: int) -> None:
-    content = (TRACES / "agent-login.jsonl").read_bytes()[:2000]
-    path = tmp_path / "damaged.jsonl"
-    path.write_bytes(content[:where] + junk + content[where:])
-    try:
-        read_trace(path)
-    except TraceError as exc:
-        assert str(exc).startswith(f"{path}: ")
-
-
-def test_unreadable_and_misnamed_files(tmp_path: Path) -> None:
-    with pytest.raises(TraceError, match=r"missing\.jsonl: cannot read the file"):
-        read_trace(tmp_path / "missing.jsonl")
-    (tmp_path / "text.pcap").write_text(GOOD)
-    with pytest.raises(TraceError, match=r"text\.pcap: not a pcap or pcapng capture"):
-        read_trace(tmp_path / "text.pcap")
-    # The magic decides, not the name.
-    conn = Conn()
-    packets = [*conn.handshake(T0), conn.data("rx", 0, b"hello", T0 + 1)]
-    write_capture(tmp_path / "capture.jsonl", packets)
-    assert read_trace(tmp_path / "capture.jsonl").sessions[0].data("rx") == b"hello"
 
 
 # -- captures: reassembly ------------------------------------------------------------------
