@@ -26,71 +26,20 @@ positions are derived from join order when a snapshot is taken, never stored.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from ctilink.model import events as ev
+from ctilink.model.records import (
+    AgentRecord,
+    CallRecord,
+    LinkRecord,
+    Membership,
+    QueueRecord,
+    Waiting,
+)
 from ctilink.model.states import AgentState, LinkState, LocalConnectionState
-from ctilink.model.wire import iso_time
-
-
-@dataclass
-class CallRecord:
-    call_id: str
-    switch: str
-    started: float
-    calling_number: str | None = None
-    called_number: str | None = None
-    queue: str | None = None
-    agent: str | None = None
-    switch_call_id: str | None = None
-    answered: float | None = None
-    connections: dict[str, LocalConnectionState] = field(default_factory=dict)
-    data: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Membership:
-    queue: str
-    paused: bool = False
-    reason: str | None = None
-
-
-@dataclass
-class AgentRecord:
-    switch: str
-    agent: str
-    since: float
-    state: AgentState = AgentState.LOGGED_OFF
-    agent_name: str | None = None
-    device: str | None = None
-    reason: str | None = None
-    queues: dict[str, Membership] = field(default_factory=dict)
-
-
-@dataclass
-class Waiting:
-    call_id: str
-    since: float
-
-
-@dataclass
-class QueueRecord:
-    switch: str
-    queue: str
-    waiting: list[Waiting] = field(default_factory=list)
-
-    def remove(self, call_id: str) -> None:
-        self.waiting = [w for w in self.waiting if w.call_id != call_id]
-
-
-@dataclass
-class LinkRecord:
-    switch: str
-    state: LinkState
-    since: float
-    detail: str | None = None
+from ctilink.model.wire import snapshot_to_wire
 
 
 class StateTracker:
@@ -133,7 +82,7 @@ class StateTracker:
         if call is None:
             if isinstance(event, ev.CallCleared):
                 return
-            call = CallRecord(event.call_id, event.switch, started=event.time)
+            call = CallRecord(event.call_id, event.switch, event.time, first_seq=event.seq)
             self.calls[event.call_id] = call
         for name in ("calling_number", "called_number", "queue", "agent", "switch_call_id"):
             value = getattr(event, name)
@@ -173,6 +122,12 @@ class StateTracker:
 
     def _on_delivered(self, event: ev.Delivered) -> None:
         self._release_router(event.call_id, event.last_redirection_device)
+        call = self.calls[event.call_id]
+        caller = event.calling_number
+        if event.seq == call.first_seq and caller and caller not in call.connections:
+            # A call arriving at the switch: the caller is connected to it from the start
+            # (ECMA-269 Delivered: the calling device's connection is connected).
+            call.connections = {caller: LocalConnectionState.CONNECTED, **call.connections}
 
     def _on_established(self, event: ev.Established) -> None:
         call = self.calls[event.call_id]
@@ -198,7 +153,9 @@ class StateTracker:
             return
         call = self.calls[event.call_id]
         for device, state in secondary.connections.items():
-            call.connections.setdefault(device, state)
+            # The transferring device left both calls; everyone else joins the survivor.
+            if not (isinstance(event, ev.Transferred) and device == event.device):
+                call.connections.setdefault(device, state)
         for key, value in secondary.data.items():
             call.data.setdefault(key, value)
         self._leave_queues(secondary.call_id, secondary.switch)
@@ -257,82 +214,13 @@ class StateTracker:
             member.paused, member.reason = True, event.reason
 
     # -- reading ---------------------------------------------------------------------------
-    def waiting_positions(self, queue: QueueRecord) -> Iterator[tuple[int, Waiting]]:
-        return enumerate(queue.waiting, start=1)
-
     def snapshot(self, now: float) -> dict[str, Any]:
         """Everything live up to ``last_seq``, as the JSON object clients receive first."""
-        return {
-            "type": "snapshot",
-            "seq": self.last_seq,
-            "time": iso_time(now),
-            "calls": [self._call_wire(call) for call in self.calls.values()],
-            "agents": [self._agent_wire(agent) for agent in self.agents.values()],
-            "queues": [self._queue_wire(queue, now) for queue in self.queues.values()],
-            "links": [
-                {
-                    "switch": link.switch,
-                    "state": link.state.value,
-                    "since": iso_time(link.since),
-                    "detail": link.detail,
-                }
-                for link in self.links.values()
-            ],
-        }
-
-    @staticmethod
-    def _call_wire(call: CallRecord) -> dict[str, Any]:
-        return {
-            "call_id": call.call_id,
-            "switch": call.switch,
-            "calling_number": call.calling_number,
-            "called_number": call.called_number,
-            "queue": call.queue,
-            "agent": call.agent,
-            "switch_call_id": call.switch_call_id,
-            "started": iso_time(call.started),
-            "answered": None if call.answered is None else iso_time(call.answered),
-            "connections": [
-                {"device": device, "state": state.value}
-                for device, state in call.connections.items()
-            ],
-            "data": dict(call.data),
-        }
-
-    @staticmethod
-    def _agent_wire(agent: AgentRecord) -> dict[str, Any]:
-        return {
-            "switch": agent.switch,
-            "agent": agent.agent,
-            "agent_name": agent.agent_name,
-            "device": agent.device,
-            "state": agent.state.value,
-            "reason": agent.reason,
-            "since": iso_time(agent.since),
-            "queues": [
-                {
-                    "queue": member.queue,
-                    "state": "not_ready" if member.paused else "ready",
-                    "reason": member.reason,
-                }
-                for member in agent.queues.values()
-            ],
-        }
-
-    def _queue_wire(self, queue: QueueRecord, now: float) -> dict[str, Any]:
-        waiting = [
-            {
-                "call_id": entry.call_id,
-                "position": position,
-                "since": iso_time(entry.since),
-                "wait_seconds": round(max(0.0, now - entry.since), 3),
-            }
-            for position, entry in self.waiting_positions(queue)
-        ]
-        return {
-            "switch": queue.switch,
-            "queue": queue.queue,
-            "calls_waiting": len(waiting),
-            "longest_wait_seconds": waiting[0]["wait_seconds"] if waiting else 0.0,
-            "waiting": waiting,
-        }
+        return snapshot_to_wire(
+            self.last_seq,
+            now,
+            self.calls.values(),
+            self.agents.values(),
+            self.queues.values(),
+            self.links.values(),
+        )

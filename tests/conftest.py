@@ -19,6 +19,12 @@ from ctilink.logs import route_twisted_to_stdlib
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TRACES = FIXTURES / "pbx-traces"
+# Every AMI capture among the fixtures (the FastAGI side of a call is another protocol).
+AMI_TRACES = sorted(
+    p
+    for p in TRACES.iterdir()
+    if p.suffix in (".jsonl", ".pcapng") and not p.name.startswith("fastagi")
+)
 
 
 class _ErrorCollector(logging.Handler):

@@ -263,18 +263,40 @@ def test_serialize_refuses_injection(key: str, value: str) -> None:
         serialize([("Action", "Originate"), (key, value)])
 
 
-@settings(max_examples=300, deadline=None)
-@given(
-    st.lists(st.binary(max_size=64), max_size=30),
-    st.booleans(),
+# Random bytes, biased towards AMI's own pieces so that whole messages, separators,
+# terminators, non-UTF-8 bytes and oversized messages all occur often.
+_PIECES = st.sampled_from(
+    [
+        b"\r\n",
+        b"\r\n\r\n",
+        b": ",
+        b"Event",
+        b"Response: Success",
+        b"ActionID: 1",
+        b"Asterisk Call Manager/11.0.0\r\n",
+        b"\xff",
+        b"\xc3",
+        b"\xa9",
+        b"x" * 100,
+        b":",
+        b"\n",
+    ]
 )
+_CHUNK = st.lists(st.one_of(_PIECES, st.binary(max_size=16)), max_size=12).map(b"".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_CHUNK, max_size=30), st.booleans())
 def test_arbitrary_bytes_give_messages_or_our_error(chunks: list[bytes], banner: bool) -> None:
-    codec = AmiCodec(expect_banner=banner, max_message_size=512)
+    bound = 512
+    codec = AmiCodec(expect_banner=banner, max_message_size=bound)
     try:
         for chunk in chunks:
             codec.receive_data(chunk)
             for item in codec.events():
                 assert isinstance(item, AmiBanner | AmiMessage)
+            # Never more buffered than the bound plus what one read can bring.
+            assert codec.pending <= bound + len(chunk) + 4
         codec.receive_data(b"")
         codec.next_event()
     except ProtocolError:

@@ -172,7 +172,10 @@ def test_trunk_call_is_delivered_at_the_dialled_number_then_the_phone() -> None:
         ("established", "6001", None),
     ]
     call = feed.recorder.hub.tracker.snapshot(0)["calls"][0]
-    assert call["connections"] == [{"device": "6001", "state": "connected"}]
+    assert call["connections"] == [  # the caller too: connected since the call arrived
+        {"device": "5551234567", "state": "connected"},
+        {"device": "6001", "state": "connected"},
+    ]
 
 
 def test_blind_transfer_keeps_the_call_id() -> None:
@@ -214,7 +217,10 @@ def test_blind_transfer_keeps_the_call_id() -> None:
     assert after[0]["transferred_to"] == "6002"
     assert {e["call_id"] for e in feed.wire} == {"call-1"}
     snapshot = feed.recorder.hub.tracker.snapshot(0)
-    assert snapshot["calls"][0]["connections"] == [{"device": "6002", "state": "connected"}]
+    assert snapshot["calls"][0]["connections"] == [
+        {"device": "5551234567", "state": "connected"},
+        {"device": "6002", "state": "connected"},
+    ]
 
 
 def test_attended_transfer_merges_the_consultation_into_the_customer_call() -> None:
@@ -318,11 +324,14 @@ def test_ring_all_loser_is_cleared_as_cancelled() -> None:
         ("delivered", "6001", "6001", None),
         ("delivered", "6002", "6002", None),
         ("established", "6002", "6002", None),
-        ("connection_cleared", "6001", "6002", "cancelled"),
+        ("connection_cleared", "6001", "6001", "cancelled"),  # the loser's own agent
     ]
     snapshot = feed.recorder.hub.tracker.snapshot(0)
     assert snapshot["queues"][0]["calls_waiting"] == 0
-    assert snapshot["calls"][0]["connections"] == [{"device": "6002", "state": "connected"}]
+    assert snapshot["calls"][0]["connections"] == [
+        {"device": "5551234567", "state": "connected"},
+        {"device": "6002", "state": "connected"},
+    ]
 
 
 def test_queue_timeout_diverts_the_call_away_from_the_queue() -> None:

@@ -7,11 +7,12 @@ rang and answered, who hung up, and what the queue members did.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import TRACES
+from tests.conftest import AMI_TRACES, TRACES
 from tests.replaying import replay_files, replay_fixture
 
 CALL_KEYS = (
@@ -116,7 +117,10 @@ def test_inbound_abandoned_state_while_waiting() -> None:
     (waiting,) = queue["waiting"]
     assert (waiting["position"], waiting["wait_seconds"]) == (1, 2.5)
     (call,) = snapshot["calls"]
-    assert call["connections"] == [{"device": "support", "state": "queued"}]
+    assert call["connections"] == [
+        {"device": "5559876543", "state": "connected"},
+        {"device": "support", "state": "queued"},
+    ]
     assert {(a["agent"], a["state"], a["reason"]) for a in snapshot["agents"]} == {
         ("6001", "not_ready", "lunch"),
         ("6002", "not_ready", "lunch"),
@@ -214,12 +218,39 @@ def test_several_traces_are_successive_sessions_of_one_switch() -> None:
     assert times == sorted(times)
 
 
-@pytest.mark.parametrize("name", ["inbound-answered.jsonl", "click-to-dial.jsonl"])
-def test_no_handler_failures_on_real_traces(name: str) -> None:
+@pytest.mark.parametrize("trace", AMI_TRACES, ids=lambda p: p.name)
+def test_every_trace_replays_without_failures_or_leftovers(trace: Path) -> None:
     from ctilink.adapters.replay import ReplayAdapter, load_replay
     from ctilink.hub import Hub
 
-    adapter = ReplayAdapter("pbx", load_replay([TRACES / name]), Hub().publish, start_time=0)
+    hub = Hub()
+    adapter = ReplayAdapter("pbx", load_replay([trace]), hub.publish, start_time=0)
     adapter.run_to_end()
+    book = adapter.normalizer.calls
     assert adapter.normalizer.failures == 0
-    assert adapter.normalizer.live_channels == 0
+    assert (book.by_uid, book.by_name, book.pairs, book.calls_by_linkedid, book.calls) == (
+        {},
+        {},
+        {},
+        {},
+        {},
+    )
+    assert hub.tracker.calls == {}
+
+
+def test_a_session_cut_mid_call_is_cleared_when_the_next_one_starts(tmp_path: Any) -> None:
+    """A link that drops mid-call: the next session cannot know how the call ended."""
+    lines = (TRACES / "inbound-answered.jsonl").read_text().splitlines(keepends=True)
+    cut = tmp_path / "cut-mid-call.jsonl"
+    cut.write_text("".join(line for line in lines if float(line.split(",")[0][6:]) < 3.0))
+    wire = replay_files(cut, TRACES / "agent-login.jsonl").wire
+    second = [e["type"] for e in wire].index("link_up", 1)
+    seen = [(e["type"], e.get("device"), e.get("cause")) for e in wire[second : second + 5]]
+    assert seen[0] == ("link_up", None, None)
+    assert sorted(seen[1:3]) == [
+        ("connection_cleared", "5551234567", "resync"),
+        ("connection_cleared", "6001", "resync"),
+    ]
+    assert seen[3:] == [("call_cleared", None, "resync"), ("link_resynced", None, None)]
+    replayed = replay_files(cut, TRACES / "agent-login.jsonl")
+    assert replayed.hub.tracker.calls == {}

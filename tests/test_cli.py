@@ -12,10 +12,10 @@ import pytest
 
 from ctilink.cli import main
 from tests._schemas import validate_wire
-from tests.conftest import TRACES
+from tests.conftest import AMI_TRACES, TRACES
 from tests.replaying import replay_files
 
-FIXTURE_TRACES = sorted(p for p in TRACES.iterdir() if p.suffix in (".jsonl", ".pcapng"))
+FIXTURE_TRACES = AMI_TRACES
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

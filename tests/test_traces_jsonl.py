@@ -22,11 +22,13 @@ from tests.captures import (
     frame_ami,
     write_capture,
 )
-from tests.conftest import TRACES
+from tests.conftest import AMI_TRACES, TRACES
 
 
 # -- real traces ---------------------------------------------------------------------------
-@pytest.mark.parametrize("path", sorted(TRACES.glob("*.jsonl")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", [p for p in AMI_TRACES if p.suffix == ".jsonl"], ids=lambda p: p.name
+)
 def test_real_jsonl_traces_read_whole(path: Path) -> None:
     trace = read_trace(path)
     assert trace.path == str(path)

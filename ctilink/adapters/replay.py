@@ -31,6 +31,7 @@ from ctilink.adapters.ami import AmiInbound
 from ctilink.adapters.base import SwitchAdapter
 from ctilink.ami.codec import CLOSED, AmiCodec
 from ctilink.ami.normalizer import AmiNormalizer, new_call_id
+from ctilink.ami.resync import Resync
 from ctilink.errors import RemoteProtocolError, TraceError
 from ctilink.model import events as ev
 from ctilink.traces import Trace, TraceRecord, TraceSession, read_trace
@@ -112,6 +113,8 @@ class ReplayAdapter(SwitchAdapter):
         self._open: _Step | None = None  # the link_up step of the session being played
         self._last_at = 0.0
         self.loops_completed = 0
+        self.sessions_started = 0
+        self._resync = Resync(self.normalizer)
 
     # -- the timeline ----------------------------------------------------------------------
     def _steps(self) -> Iterator[_Step]:
@@ -120,9 +123,7 @@ class ReplayAdapter(SwitchAdapter):
             for trace in self.traces:
                 for session in trace.sessions:
                     if base is None:
-                        base = (
-                            session.start_time if session.start_time is not None else (_time.time())
-                        )
+                        base = session.start_time if session.start_time is not None else self._now()
                     yield _Step(base, session, trace, None, ev.LinkUp)
                     end = 0.0
                     for record in session.records:
@@ -135,19 +136,28 @@ class ReplayAdapter(SwitchAdapter):
             if not self.loop:
                 return
 
+    def _now(self) -> float:
+        return self._clock.seconds() if self._clock is not None else _time.time()
+
     def _do(self, step: _Step) -> None:
         self._last_at = step.at
         if step.edge is not None:
             self._open = step if step.edge is ev.LinkUp else None
-            if step.edge is ev.LinkUp:
-                self.inbound.reset()
             source = os.path.basename(step.trace.path)
-            detail = (
-                f"replaying {source} session {step.session.index + 1}"
-                if step.edge is ev.LinkUp
-                else f"end of {source} session {step.session.index + 1}"
-            )
-            self._publish(step.edge(switch=self.name, time=step.at, detail=detail))
+            where = f"{source} session {step.session.index + 1}"
+            if step.edge is ev.LinkDown:
+                self._publish(ev.LinkDown(switch=self.name, time=step.at, detail=f"end of {where}"))
+                return
+            self.inbound.reset()
+            self._publish(ev.LinkUp(switch=self.name, time=step.at, detail=f"replaying {where}"))
+            self.sessions_started += 1
+            if self.sessions_started > 1:
+                # A new connection to the switch: what the last one left open is unknown
+                # now. A trace cannot be asked for the switch's channels, so they are cleared
+                # (cause "resync"); agents are kept.
+                self._resync.begin()
+                report = self._resync.finish((), None, step.at)
+                self._publish(ev.LinkResynced(switch=self.name, time=step.at, detail=str(report)))
             return
         assert step.record is not None
         self.inbound.data_received(step.record.data, step.at)

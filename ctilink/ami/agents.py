@@ -15,7 +15,8 @@ carrying ``queue``. Device-state changes become overall events without a queue:
 overall state after it, derived in one place (``_overall``):
 
     no queues → logged_off; device in use → busy; device unavailable → not_ready
-    ("device_unavailable"); paused in every queue → not_ready (latest reason); else ready.
+    ("device_unavailable"); paused in every queue → not_ready (latest reason), or
+    working_after_call when that reason is ``wrapup``; else ready.
 
 A member first seen in a status or pause event (ctilink connected while it was already
 logged on) is recorded without inventing a log-on event; only what the switch reports as
@@ -25,7 +26,7 @@ changes the overall state, so clients see it once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from ctilink.ami import names
@@ -39,6 +40,23 @@ _UNAVAILABLE = frozenset({4, 5})  # INVALID, UNAVAILABLE
 _IDLE = frozenset({0, 1})  # UNKNOWN, NOT_INUSE (RINGING changes nothing)
 
 
+# The pause reason that means "working after call": ctilink's own wrap-up pauses members
+# with it, and a member paused with it is reported as agent_working_after_call.
+WRAPUP_REASON = "wrapup"
+
+
+def _pause_event(reason: str | None) -> type[ev.AgentEvent]:
+    return ev.AgentWorkingAfterCall if reason == WRAPUP_REASON else ev.AgentNotReady
+
+
+_OVERALL_EVENTS: dict[AgentState, type[ev.AgentEvent]] = {
+    AgentState.BUSY: ev.AgentBusy,
+    AgentState.READY: ev.AgentReady,
+    AgentState.NOT_READY: ev.AgentNotReady,
+    AgentState.WORKING_AFTER_CALL: ev.AgentWorkingAfterCall,
+}
+
+
 @dataclass
 class Membership:
     paused: bool = False
@@ -50,6 +68,7 @@ class Agent:
     agent: str
     name: str | None = None
     device: str | None = None
+    interface: str | None = None  # as Asterisk names the member (QueuePause needs it)
     status: int = 1
     queues: dict[str, Membership] = field(default_factory=dict)
     last_reason: str | None = None
@@ -73,6 +92,7 @@ class AgentBook:
         if agent is None:
             agent = self.agents[agent_id] = Agent(agent_id)
         agent.name = msg.get("MemberName") or msg.get("Name") or agent.name
+        agent.interface = interface
         state_interface = msg.get("StateInterface")
         agent.device = names.device_of_dialstring(state_interface) or agent.device or agent_id
         return agent, queue
@@ -86,6 +106,8 @@ class AgentBook:
         if agent.status in _UNAVAILABLE:
             return AgentState.NOT_READY, "device_unavailable"
         if all(member.paused for member in agent.queues.values()):
+            if agent.last_reason == WRAPUP_REASON:
+                return AgentState.WORKING_AFTER_CALL, WRAPUP_REASON
             return AgentState.NOT_READY, agent.last_reason
         return AgentState.READY, None
 
@@ -115,8 +137,43 @@ class AgentBook:
 
     @staticmethod
     def _status_of(msg: AmiMessage) -> int | None:
-        status = msg.get("Status", "")
-        return int(status) if status.isdigit() else None
+        return names.parse_int(msg.get("Status"))
+
+    # -- changes ---------------------------------------------------------------------------
+    def _join(self, agent: Agent, queue: str, paused: bool, reason: str | None) -> None:
+        agent.queues[queue] = Membership(paused, reason)
+        if paused:
+            agent.last_reason = reason
+        self._send(ev.AgentLoggedOn, agent, queue, None)
+        if paused:
+            self._send(_pause_event(reason), agent, queue, reason)
+
+    def _pause(self, agent: Agent, queue: str, paused: bool, reason: str | None) -> None:
+        member = agent.queues.get(queue)
+        if member is None:  # a member ctilink had not seen: it was in the other state
+            member = agent.queues[queue] = Membership(not paused)
+        if (member.paused, member.reason) == (paused, reason):
+            return
+        member.paused, member.reason = paused, reason
+        if paused:
+            agent.last_reason = reason
+            self._send(_pause_event(reason), agent, queue, reason)
+        else:
+            self._send(ev.AgentReady, agent, queue, None)
+
+    def _status(self, agent: Agent, status: int | None) -> None:
+        """A device-state change: an overall event if the overall state changed."""
+        if status is None or status == agent.status:
+            return
+        agent.status = status
+        state, _ = self._overall(agent)
+        if state is agent.overall or status not in (_IN_USE | _UNAVAILABLE | _IDLE):
+            return
+        cls = _OVERALL_EVENTS.get(state)
+        if cls is not None:
+            self._send(cls, agent, None, None)
+        else:
+            agent.overall = state
 
     # -- handlers --------------------------------------------------------------------------
     def member_added(self, msg: AmiMessage) -> None:
@@ -124,16 +181,10 @@ class AgentBook:
         if found is None:
             return
         agent, queue = found
-        paused, reason = self._pause_of(msg)
         status = self._status_of(msg)
         if status is not None:
             agent.status = status
-        agent.queues[queue] = Membership(paused, reason)
-        if paused:
-            agent.last_reason = reason
-        self._send(ev.AgentLoggedOn, agent, queue, None)
-        if paused:
-            self._send(ev.AgentNotReady, agent, queue, reason)
+        self._join(agent, queue, *self._pause_of(msg))
 
     def member_removed(self, msg: AmiMessage) -> None:
         found = self._agent(msg)
@@ -145,21 +196,8 @@ class AgentBook:
 
     def member_pause(self, msg: AmiMessage) -> None:
         found = self._agent(msg)
-        if found is None:
-            return
-        agent, queue = found
-        paused, reason = self._pause_of(msg)
-        member = agent.queues.get(queue)
-        if member is None:
-            member = agent.queues[queue] = Membership(not paused)
-        if (member.paused, member.reason) == (paused, reason):
-            return
-        member.paused, member.reason = paused, reason
-        if paused:
-            agent.last_reason = reason
-            self._send(ev.AgentNotReady, agent, queue, reason)
-        else:
-            self._send(ev.AgentReady, agent, queue, None)
+        if found is not None:
+            self._pause(*found, *self._pause_of(msg))
 
     def member_status(self, msg: AmiMessage) -> None:
         found = self._agent(msg)
@@ -167,24 +205,30 @@ class AgentBook:
             return
         agent, queue = found
         if queue not in agent.queues:
+            agent.queues[queue] = Membership(*self._pause_of(msg))
+        self._status(agent, self._status_of(msg))
+
+    def reconcile(self, members: Iterable[AmiMessage]) -> None:
+        """Align with a QueueStatus listing (its QueueMember items) after a reconnect:
+        members that appeared are logged on, members gone are logged off, pause and device
+        state changes are reported; nothing else produces an event."""
+        listed: set[tuple[str, str]] = set()
+        for msg in members:
+            found = self._agent(msg)
+            if found is None:
+                continue
+            agent, queue = found
+            listed.add((agent.agent, queue))
             paused, reason = self._pause_of(msg)
-            agent.queues[queue] = Membership(paused, reason)
-        status = self._status_of(msg)
-        if status is None or status == agent.status:
-            return
-        agent.status = status
-        state, _ = self._overall(agent)
-        if state is agent.overall or status not in (_IN_USE | _UNAVAILABLE | _IDLE):
-            return
-        cls = {
-            AgentState.BUSY: ev.AgentBusy,
-            AgentState.READY: ev.AgentReady,
-            AgentState.NOT_READY: ev.AgentNotReady,
-        }.get(state)
-        if cls is not None:
-            self._send(cls, agent, None, None)
-        else:
-            agent.overall = state
+            if queue not in agent.queues:
+                self._join(agent, queue, paused, reason)
+            else:
+                self._pause(agent, queue, paused, reason)
+            self._status(agent, self._status_of(msg))
+        for agent in self.agents.values():
+            for queue in [q for q in agent.queues if (agent.agent, q) not in listed]:
+                del agent.queues[queue]
+                self._send(ev.AgentLoggedOff, agent, queue, None)
 
     def table(self) -> dict[str, Callable[[AmiMessage], None]]:
         return {

@@ -77,6 +77,7 @@ Q850: Final[dict[int, str]] = {
     20: "subscriber_absent",
     21: "call_rejected",
     22: "number_changed",
+    26: "answered_elsewhere",
     27: "destination_out_of_order",
     28: "invalid_number_format",
     29: "facility_rejected",
@@ -100,13 +101,15 @@ def cause_name(code: int) -> str:
     return Q850.get(code, f"q850_{code}")
 
 
-def parse_cause(value: str | None) -> int | None:
+def parse_int(value: str | None) -> int | None:
+    """A decimal integer header value, or None (absent, empty or not a number)."""
     if value is None:
         return None
-    try:
-        return int(value.strip())
-    except ValueError:
-        return None
+    text = value.strip()
+    return int(text) if text.isdecimal() and text.isascii() else None
+
+
+parse_cause = parse_int
 
 
 # DialEnd DialStatus → (event, cause); event "failed" for refusals, None when the

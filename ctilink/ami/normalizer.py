@@ -20,11 +20,14 @@ from collections.abc import Callable
 
 from ctilink.ami.agents import AgentBook
 from ctilink.ami.call_events import CallEvents
-from ctilink.ami.calls import CallBook
+from ctilink.ami.calls import Call, CallBook
+from ctilink.ami.connections import Connections
 from ctilink.ami.message import AmiMessage
 from ctilink.model.events import Event
 
 log = logging.getLogger(__name__)
+
+LOGGED_FAILURES = 10
 
 
 def new_call_id() -> str:
@@ -41,10 +44,11 @@ class AmiNormalizer:
         call_data_variables: frozenset[str] = frozenset(),
     ) -> None:
         self.switch = switch
-        self.calls = CallBook(switch, emit, call_id_factory, call_data_variables)
+        self.calls = CallBook(call_id_factory, call_data_variables)
+        self.connections = Connections(switch, emit, self.calls)
         self.agents = AgentBook(switch, emit)
         self._table: dict[str, Callable[[AmiMessage], None]] = {
-            **CallEvents(self.calls).table(),
+            **CallEvents(self.calls, self.connections).table(),
             **self.agents.table(),
         }
         self.ignored: Counter[str] = Counter()
@@ -60,17 +64,34 @@ class AmiNormalizer:
         if handler is None:
             self.ignored[message.name] += 1
             return
-        self.calls.now = self.agents.now = time
+        self.connections.now = self.agents.now = time
         try:
             handler(message)
         except Exception:
             self.failures += 1
-            log.exception(
-                "switch %s: could not apply AMI event %s; the link continues",
-                self.switch,
-                message.name,
-            )
+            # The first few with a traceback, then one line per thousand: a switch sending
+            # something we cannot handle must not flood the log.
+            if self.failures <= LOGGED_FAILURES or self.failures % 1000 == 0:
+                log.error(
+                    "switch %s: could not apply AMI event %s (%d so far); the link continues",
+                    self.switch,
+                    message.name,
+                    self.failures,
+                    exc_info=self.failures <= LOGGED_FAILURES,
+                )
 
     @property
     def live_channels(self) -> int:
         return len(self.calls.by_uid)
+
+    # -- for the live adapter --------------------------------------------------------------
+    def expect_call(self, uniqueid: str, call_id: str, called: str | None = None) -> None:
+        """Channel ``uniqueid`` (an Originate's ChannelId) will start call ``call_id``."""
+        self.calls.expect(uniqueid, call_id, called)
+
+    def call_id_for(self, uniqueid: str) -> str:
+        """The call id for a channel (known or not yet seen), e.g. for a FastAGI request."""
+        return self.calls.call_id_for(uniqueid)
+
+    def find_call(self, call_id: str) -> Call | None:
+        return self.calls.calls.get(call_id)

@@ -1,4 +1,5 @@
-"""The one place where model objects become the JSON that clients receive.
+"""The one place where model objects become the JSON that clients receive: events and
+the snapshot.
 
 Every field of an event appears under its own name, in declaration order after ``seq``,
 ``type``, ``time`` and ``switch``. Fields that identify what an event is about are always
@@ -10,13 +11,14 @@ ISO 8601 in UTC with milliseconds. ``schemas/events/`` describes the result.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
 from ctilink.model.events import AgentEvent, CallEvent, Event
+from ctilink.model.records import AgentRecord, CallRecord, LinkRecord, QueueRecord
 
 # Fields present in every event of a family even when None; the rest appear when known.
 _ALWAYS_CALL = frozenset(
@@ -86,3 +88,89 @@ def dumps(obj: dict[str, Any]) -> str:
 
 def event_json(event: Event) -> str:
     return dumps(event_to_wire(event))
+
+
+# -- the snapshot ---------------------------------------------------------------------------
+def snapshot_to_wire(
+    last_seq: int,
+    now: float,
+    calls: Iterable[CallRecord],
+    agents: Iterable[AgentRecord],
+    queues: Iterable[QueueRecord],
+    links: Iterable[LinkRecord],
+) -> dict[str, Any]:
+    """The ``snapshot`` message: everything live up to ``last_seq`` (schemas/snapshot)."""
+    return {
+        "type": "snapshot",
+        "seq": last_seq,
+        "time": iso_time(now),
+        "calls": [_call(call) for call in calls],
+        "agents": [_agent(agent) for agent in agents],
+        "queues": [_queue(queue, now) for queue in queues],
+        "links": [
+            {
+                "switch": link.switch,
+                "state": link.state.value,
+                "since": iso_time(link.since),
+                "detail": link.detail,
+            }
+            for link in links
+        ],
+    }
+
+
+def _call(call: CallRecord) -> dict[str, Any]:
+    return {
+        "call_id": call.call_id,
+        "switch": call.switch,
+        "calling_number": call.calling_number,
+        "called_number": call.called_number,
+        "queue": call.queue,
+        "agent": call.agent,
+        "switch_call_id": call.switch_call_id,
+        "started": iso_time(call.started),
+        "answered": None if call.answered is None else iso_time(call.answered),
+        "connections": [
+            {"device": device, "state": state.value} for device, state in call.connections.items()
+        ],
+        "data": dict(call.data),
+    }
+
+
+def _agent(agent: AgentRecord) -> dict[str, Any]:
+    return {
+        "switch": agent.switch,
+        "agent": agent.agent,
+        "agent_name": agent.agent_name,
+        "device": agent.device,
+        "state": agent.state.value,
+        "reason": agent.reason,
+        "since": iso_time(agent.since),
+        "queues": [
+            {
+                "queue": member.queue,
+                "state": "not_ready" if member.paused else "ready",
+                "reason": member.reason,
+            }
+            for member in agent.queues.values()
+        ],
+    }
+
+
+def _queue(queue: QueueRecord, now: float) -> dict[str, Any]:
+    waiting = [
+        {
+            "call_id": entry.call_id,
+            "position": position,  # derived from join order, never stored
+            "since": iso_time(entry.since),
+            "wait_seconds": round(max(0.0, now - entry.since), 3),
+        }
+        for position, entry in enumerate(queue.waiting, start=1)
+    ]
+    return {
+        "switch": queue.switch,
+        "queue": queue.queue,
+        "calls_waiting": len(waiting),
+        "longest_wait_seconds": waiting[0]["wait_seconds"] if waiting else 0.0,
+        "waiting": waiting,
+    }
