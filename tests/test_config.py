@@ -1,23 +1,21 @@
-"""The configuration loader: defaults, path resolution, secrets and one-line errors."""
+"""The configuration loader: defaults, path resolution, secrets and one-line errors.
+
+The asterisk switch kind and [routing] are in ``test_config_asterisk.py``, passwords and
+secrets in ``test_config_secrets.py``, the example file in ``test_config_example.py``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import subprocess
-import sys
 import textwrap
-from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 from ctilink.config import (
-    Config,
     DaemonConfig,
-    DatabaseConfig,
     ReplayOptions,
-    Secret,
+    RoutingConfig,
     SwitchConfig,
     default_config,
     load_config,
@@ -25,39 +23,13 @@ from ctilink.config import (
 )
 from ctilink.errors import ConfigError
 
-from .conftest import TRACES
-
-REPO = Path(__file__).parent.parent
-EXAMPLE = REPO / "contrib" / "ctilink.example.toml"
-PASSWORD = "hunter2-S3cr@t:/?#"
-
-SWITCH = """
-[[switch]]
-name = "pbx1"
-kind = "replay"
-traces = ["a.jsonl"]
-"""
+from .configs import SWITCH, config_dir, error, load
 
 
 @pytest.fixture
 def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A config directory holding a trace ``a.jsonl``, and the working directory."""
-    (tmp_path / "a.jsonl").write_text("{}\n")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path.resolve()
-
-
-def load(text: str, environ: Mapping[str, str] | None = None) -> Config:
-    Path("ctilink.toml").write_text(textwrap.dedent(text))
-    return load_config("ctilink.toml", environ=environ)
-
-
-def error(text: str, environ: Mapping[str, str] | None = None) -> str:
-    with pytest.raises(ConfigError) as info:
-        load(text, environ)
-    message = str(info.value)
-    assert "\n" not in message
-    return message
+    """The config directory (with a trace ``a.jsonl``), and the working directory."""
+    return config_dir(tmp_path, monkeypatch)
 
 
 # -- defaults and paths -------------------------------------------------------------------
@@ -72,6 +44,9 @@ def test_empty_file_gives_defaults(here: Path) -> None:
     assert config.database.backend == "sqlite"
     assert config.event_socket.listen == "tcp:port=8765:interface=127.0.0.1"
     assert config.switches == ()
+    assert config.routing == RoutingConfig(
+        default_queue=None, default_priority=0, default_agent=None, budget_ms=300
+    )
 
 
 def test_replay_switch_defaults_and_values(here: Path) -> None:
@@ -168,6 +143,7 @@ def test_default_config(tmp_path: Path) -> None:
     assert config.event_socket.listen == "tcp:port=8765:interface=127.0.0.1"
     assert config.switches == ()
     assert config.daemon == DaemonConfig(tmp_path / "state", "info", "text")
+    assert config.routing == RoutingConfig(None, 0, None, 300)
 
 
 def test_config_is_frozen(here: Path) -> None:
@@ -182,7 +158,7 @@ ERRORS = [
     (
         "unknown kind",
         SWITCH + '[[switch]]\nname = "pbx2"\nkind = "asterix"\n',
-        'ctilink.toml: switch[1].kind: expected one of "replay", got "asterix"',
+        'ctilink.toml: switch[1].kind: expected one of "asterisk", "replay", got "asterix"',
     ),
     (
         "invalid toml",
@@ -215,13 +191,13 @@ ERRORS = [
         "unknown section",
         "[deamon]\n",
         "ctilink.toml: deamon: unknown section (expected one of daemon, database,"
-        " event_socket, switch)",
+        " event_socket, routing, switch)",
     ),
     (
         "unknown top-level key",
         'log_level = "info"\n',
         "ctilink.toml: log_level: unknown section (expected one of daemon, database,"
-        " event_socket, switch)",
+        " event_socket, routing, switch)",
     ),
     (
         "unknown switch key",
@@ -295,7 +271,7 @@ ERRORS = [
     (
         "missing kind",
         '[[switch]]\nname = "pbx1"\n',
-        'ctilink.toml: switch[0].kind: missing (expected one of "replay")',
+        'ctilink.toml: switch[0].kind: missing (expected one of "asterisk", "replay")',
     ),
     (
         "missing traces",
@@ -549,133 +525,3 @@ def test_error_names_the_file_as_given(here: Path) -> None:
 
 def test_zero_switches_is_allowed(here: Path) -> None:
     assert load("switch = []\n").switches == ()
-
-
-# -- database -----------------------------------------------------------------------------
-def assert_hidden(config: Config) -> None:
-    for text in (repr(config), str(config), repr(dataclasses.asdict(config)), str(config.database)):
-        assert PASSWORD not in text
-        assert "hunter2" not in text
-    assert config.database.password == Secret(PASSWORD)
-    assert config.database.connect_url().password == PASSWORD
-    assert PASSWORD not in repr(config.database.connect_url())
-
-
-def test_password_in_url_is_masked(here: Path) -> None:
-    quoted = "hunter2-S3cr%40t%3A%2F%3F%23"
-    config = load(f'[database]\nurl = "postgresql://ctilink:{quoted}@db.example:5432/cti"\n')
-    assert config.database.url == "postgresql+psycopg://ctilink:***@db.example:5432/cti"
-    assert config.database.backend == "postgresql"
-    assert_hidden(config)
-    rendered = config.database.connect_url().render_as_string(hide_password=False)
-    assert rendered == f"postgresql+psycopg://ctilink:{quoted}@db.example:5432/cti"
-
-
-def test_password_file(here: Path) -> None:
-    (here / "pw").write_text(PASSWORD + "\n")
-    config = load('[database]\nurl = "postgresql+psycopg://ctilink@db/cti"\npassword_file = "pw"\n')
-    assert config.database.url == "postgresql+psycopg://ctilink:***@db/cti"
-    assert_hidden(config)
-
-
-def test_password_env(here: Path) -> None:
-    config = load(
-        '[database]\nurl = "postgresql://ctilink@db/cti"\npassword_env = "CTILINK_DB_PW"\n',
-        environ={"CTILINK_DB_PW": PASSWORD},
-    )
-    assert_hidden(config)
-
-
-def test_password_env_unset(here: Path) -> None:
-    text = '[database]\nurl = "postgresql://db/cti"\npassword_env = "CTILINK_DB_PW"\n'
-    assert error(text, environ={}) == (
-        "ctilink.toml: database.password_env: environment variable CTILINK_DB_PW is not set"
-        " or empty"
-    )
-
-
-def test_password_file_empty(here: Path) -> None:
-    (here / "pw").write_text("\n")
-    text = '[database]\nurl = "postgresql://db/cti"\npassword_file = "pw"\n'
-    assert error(text) == f"ctilink.toml: database.password_file: password file is empty: {here}/pw"
-
-
-def test_password_given_twice(here: Path) -> None:
-    (here / "pw").write_text("x\n")
-    both = '[database]\nurl = "postgresql://db/cti"\npassword_file = "pw"\npassword_env = "P"\n'
-    assert error(both, environ={"P": "y"}) == (
-        "ctilink.toml: database.password_env: conflicts with database.password_file: give the"
-        " password one way"
-    )
-    in_url = '[database]\nurl = "postgresql://u:hunter2@db/cti"\npassword_env = "P"\n'
-    message = error(in_url, environ={"P": "y"})
-    assert message == (
-        "ctilink.toml: database.password_env: conflicts with the password inside database.url:"
-        " give it one way"
-    )
-
-
-def test_errors_never_show_the_url(here: Path) -> None:
-    message = error('[database]\nurl = "mysql://ctilink:hunter2@db/cti"\n')
-    assert "hunter2" not in message
-    message = error('[database]\nurl = "postgresql://ctilink:hunter2@db:port/cti"\n')
-    assert "hunter2" not in message
-
-
-def test_database_config_built_in_code_masks_the_password() -> None:
-    database = DatabaseConfig(f"postgresql+psycopg://u:{PASSWORD.replace('@', '%40')}@h/d")
-    assert "hunter2" not in repr(database)
-    assert database.url == "postgresql+psycopg://u:***@h/d"
-    assert database.connect_url().password == PASSWORD
-
-
-def test_secret_never_shows() -> None:
-    secret = Secret(PASSWORD)
-    assert "hunter2" not in repr(secret)
-    assert "hunter2" not in str(secret)
-    assert "hunter2" not in f"{secret}"
-    assert secret.reveal() == PASSWORD
-
-
-# -- the example file and the reactor ------------------------------------------------------
-def test_example_file_validates(tmp_path: Path) -> None:
-    tmp_path = tmp_path.resolve()
-    shutil.copy(EXAMPLE, tmp_path / "ctilink.toml")
-    (tmp_path / "traces").mkdir()
-    shutil.copy(TRACES / "inbound-answered.jsonl", tmp_path / "traces")
-    config = load_config(tmp_path / "ctilink.toml", environ={})
-    assert config.daemon.state_dir == Path("/var/lib/ctilink")
-    assert config.database.url == "sqlite:////var/lib/ctilink/ctilink.sqlite3"
-    (switch,) = config.switches
-    assert switch.kind == "replay"
-    assert switch.replay is not None
-    assert switch.replay.traces == (tmp_path / "traces" / "inbound-answered.jsonl",)
-
-
-@pytest.mark.parametrize(
-    ("section", "keys"),
-    [
-        ("daemon", [f.name for f in dataclasses.fields(DaemonConfig)]),
-        ("database", ["url", "password_file", "password_env"]),
-        ("event_socket", ["listen"]),
-        ("switch", ["name", "kind", "tenant"]),
-        ("replay", [f.name for f in dataclasses.fields(ReplayOptions)]),
-    ],
-)
-def test_example_file_documents_every_key(section: str, keys: list[str]) -> None:
-    lines = EXAMPLE.read_text().splitlines()
-    for key in keys:
-        at = [i for i, line in enumerate(lines) if line.lstrip("#").startswith(f"{key} = ")]
-        assert at, f"{section}.{key} is not in the example"
-        assert lines[at[0] - 1].startswith("#"), f"{section}.{key} has no comment above it"
-
-
-def test_loading_does_not_import_the_reactor(here: Path) -> None:
-    (here / "ctilink.toml").write_text(
-        SWITCH + '[event_socket]\nlisten = "tcp6:port=8765:interface=\\\\:\\\\:1"\n'
-    )
-    code = (
-        "import sys; from ctilink.config import load_config; load_config('ctilink.toml');"
-        " assert 'twisted.internet.reactor' not in sys.modules, 'reactor imported'"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=here)

@@ -1,0 +1,227 @@
+"""Reading a configuration: the section tables, the whole document, the entry points.
+
+``parse_config`` turns TOML text into a ``Config`` or raises ``ConfigError`` with one line,
+``<file>: <key path>: <message>``; ``load_config`` reads a file and hands it over;
+``default_config`` is an empty document read the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from ctilink.config.checks import (
+    ENDPOINT,
+    Context,
+    Field,
+    Invalid,
+    directory,
+    integer,
+    matching,
+    one_of,
+    os_reason,
+    read_fields,
+    reject_unknown,
+    secret_env,
+    secret_file,
+    table,
+    typed,
+)
+from ctilink.config.model import (
+    DEFAULT_LISTEN,
+    DEFAULT_STATE_DIR,
+    SQLITE_FILE_NAME,
+    Config,
+    DaemonConfig,
+    DatabaseConfig,
+    EventSocketConfig,
+    RoutingConfig,
+    Secret,
+)
+from ctilink.config.switches import read_switches
+from ctilink.errors import ConfigError
+
+# -- database URLs ------------------------------------------------------------------------
+# Scheme as written -> scheme used. SQLAlchemy's own name for psycopg 3 is kept explicit.
+_DATABASE_SCHEMES: Final[Mapping[str, str]] = {
+    "sqlite": "sqlite",
+    "postgresql+psycopg": "postgresql+psycopg",
+    "postgresql": "postgresql+psycopg",
+}
+_URL_EXPECTED: Final = "a URL sqlite:///path or postgresql+psycopg://user@host/dbname, or empty"
+
+
+def _database_url(value: str, ctx: Context) -> URL | None:
+    """The URL with its scheme normalised and a relative SQLite path resolved; None if empty.
+
+    Messages never quote the URL: it may hold a password.
+    """
+    if not value:
+        return None
+    try:
+        url = make_url(value)
+    except (ArgumentError, ValueError):
+        raise Invalid(f"expected {_URL_EXPECTED}; cannot parse the value") from None
+    scheme = _DATABASE_SCHEMES.get(url.drivername)
+    if scheme is None:
+        known = ", ".join(sorted(_DATABASE_SCHEMES))
+        raise Invalid(f"expected a URL with scheme one of {known}, got {url.drivername!r}")
+    url = url.set(drivername=scheme)
+    if scheme == "sqlite" and url.database not in (None, "", ":memory:"):
+        url = url.set(database=str((ctx.base_dir / url.database).resolve()))
+    return url
+
+
+# -- the section tables -------------------------------------------------------------------
+_DAEMON_FIELDS: Final[Mapping[str, Field]] = {
+    "state_dir": Field(typed("a path to a directory", str, then=directory), DEFAULT_STATE_DIR),
+    "log_level": Field(one_of("debug", "info", "warning", "error"), "info"),
+    "log_format": Field(one_of("text", "json"), "text"),
+}
+
+_DATABASE_FIELDS: Final[Mapping[str, Field]] = {
+    "url": Field(typed(_URL_EXPECTED, str, then=_database_url), ""),
+    "password_file": Field(secret_file("password"), None),
+    "password_env": Field(secret_env("password"), None),
+}
+
+_EVENT_SOCKET_FIELDS: Final[Mapping[str, Field]] = {
+    "listen": Field(ENDPOINT, DEFAULT_LISTEN),
+}
+
+_ROUTING_FIELDS: Final[Mapping[str, Field]] = {
+    "default_queue": Field(
+        matching("a queue name (1-80 of A-Z a-z 0-9 _ -)", r"[A-Za-z0-9_-]{1,80}"), None
+    ),
+    "default_priority": Field(integer(0, 100), 0),
+    "default_agent": Field(
+        matching("a device or agent id (1-80 of A-Z a-z 0-9 _ . -)", r"[A-Za-z0-9_.-]{1,80}"),
+        None,
+    ),
+    "budget_ms": Field(integer(10, 5000), 300),
+}
+
+
+# -- reading the document -----------------------------------------------------------------
+def _section(
+    document: Mapping[str, Any], name: str, fields: Mapping[str, Field], ctx: Context
+) -> dict[str, Any]:
+    section = table(document.get(name, {}), name, f" ([{name}])")
+    reject_unknown(section, fields, name, "key")
+    return read_fields(section, fields, name, ctx)
+
+
+def _database(values: Mapping[str, Any], state_dir: Path) -> DatabaseConfig:
+    url: URL | None = values["url"]
+    from_file: Secret | None = values["password_file"]
+    from_env: Secret | None = values["password_env"]
+    if from_file is not None and from_env is not None:
+        raise Invalid(
+            "conflicts with database.password_file: give the password one way",
+            "database.password_env",
+        )
+    password = from_file or from_env
+    given = "password_file" if from_file is not None else "password_env"
+    if url is None:
+        url = URL.create("sqlite", database=str(state_dir / SQLITE_FILE_NAME))
+    if password is not None and url.get_backend_name() == "sqlite":
+        raise Invalid("a sqlite database takes no password", f"database.{given}")
+    if password is not None and url.password is not None:
+        raise Invalid(
+            "conflicts with the password inside database.url: give it one way", f"database.{given}"
+        )
+    if password is not None:
+        url = url.set(password=password.reveal())
+    return DatabaseConfig(url.render_as_string(hide_password=False))  # it masks the password
+
+
+_SECTIONS: Final = ("daemon", "database", "event_socket", "routing", "switch")
+
+
+def _build(document: Mapping[str, Any], ctx: Context, source: Path | None) -> Config:
+    reject_unknown(document, _SECTIONS, "", "section")
+    daemon = DaemonConfig(**_section(document, "daemon", _DAEMON_FIELDS, ctx))
+    return Config(
+        source=source,
+        daemon=daemon,
+        database=_database(_section(document, "database", _DATABASE_FIELDS, ctx), daemon.state_dir),
+        event_socket=EventSocketConfig(
+            **_section(document, "event_socket", _EVENT_SOCKET_FIELDS, ctx)
+        ),
+        switches=read_switches(document.get("switch", []), ctx),
+        routing=RoutingConfig(**_section(document, "routing", _ROUTING_FIELDS, ctx)),
+    )
+
+
+# -- entry points -------------------------------------------------------------------------
+def _error(source: str, exc: Invalid) -> ConfigError:
+    return ConfigError(
+        f"{source}: {exc.where}: {exc.message}" if exc.where else f"{source}: {exc.message}"
+    )
+
+
+_TOML_POSITION: Final = re.compile(
+    r"^(?P<what>.*) \(at (?:line (?P<line>\d+), column "
+    r"(?P<column>\d+)|end of document)\)$",
+    re.DOTALL,
+)
+
+
+def _toml_error(source: str, exc: tomllib.TOMLDecodeError) -> ConfigError:
+    match = _TOML_POSITION.match(str(exc))
+    if match is None:
+        return ConfigError(f"{source}: invalid TOML: {exc}")
+    what = match["what"]
+    what = what[:1].lower() + what[1:] if what[1:2].islower() else what
+    where = f"line {match['line']} column {match['column']}" if match["line"] else "end of file"
+    return ConfigError(f"{source}: {where}: invalid TOML: {what}")
+
+
+def parse_config(
+    text: str, *, source: str, base_dir: Path, environ: Mapping[str, str] | None = None
+) -> Config:
+    """A ``Config`` from TOML text. ``source`` names it in errors; relative paths are
+    resolved against ``base_dir``; ``environ`` (default ``os.environ``) serves the ``*_env``
+    keys (password_env, secret_env). The result's ``source`` is None (``load_config`` sets it).
+    """
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _toml_error(source, exc) from None
+    ctx = Context(Path(base_dir).resolve(), os.environ if environ is None else environ)
+    try:
+        return _build(document, ctx, source=None)
+    except Invalid as exc:
+        raise _error(source, exc) from None
+
+
+def load_config(
+    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Read and validate a config file; errors name the file as given."""
+    source = os.fspath(path)
+    file = Path(source).resolve()
+    try:
+        text = file.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: cannot read: {os_reason(exc)}") from None
+    config = parse_config(text, source=source, base_dir=file.parent, environ=environ)
+    return replace(config, source=file)
+
+
+def default_config(state_dir: Path) -> Config:
+    """Defaults everywhere, the given state directory and no switches."""
+    document = {"daemon": {"state_dir": os.fspath(state_dir)}}
+    ctx = Context(Path.cwd(), os.environ)
+    try:
+        return _build(document, ctx, source=None)
+    except Invalid as exc:
+        raise _error("<defaults>", exc) from None

@@ -1,0 +1,140 @@
+"""What a loaded configuration is: frozen dataclasses, one per section, and ``Secret``.
+
+Every path is absolute. Secrets (the database password, AMI secrets) are ``Secret`` values,
+whose repr and str are masked, so printing or logging a ``Config`` never shows them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from sqlalchemy.engine import URL, make_url
+
+DEFAULT_STATE_DIR: Final = "ctilink-state"
+DEFAULT_LISTEN: Final = "tcp:port=8765:interface=127.0.0.1"
+SQLITE_FILE_NAME: Final = "ctilink.sqlite3"
+
+
+class Secret:
+    """A value never shown: repr and str are masked; ``reveal()`` gives the value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other.reveal() == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    state_dir: Path
+    log_level: str
+    log_format: str
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    """``url`` shows ``***`` for a password; ``connect_url()`` is the URL to connect with."""
+
+    url: str
+    password: Secret | None = None
+
+    def __post_init__(self) -> None:
+        # Built by code with the password inside the URL: move it out, so it never shows.
+        url = make_url(self.url)
+        if url.password is not None:
+            if self.password is None:
+                object.__setattr__(self, "password", Secret(url.password))
+            object.__setattr__(self, "url", url.render_as_string(hide_password=True))
+
+    def connect_url(self) -> URL:
+        """The SQLAlchemy URL with the real password (its own repr still masks it)."""
+        url = make_url(self.url)
+        return url if self.password is None else url.set(password=self.password.reveal())
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return make_url(self.url).get_backend_name()
+
+
+@dataclass(frozen=True, slots=True)
+class EventSocketConfig:
+    listen: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    """How route requests are answered when nothing better is known in time."""
+
+    default_queue: str | None  # the queue answered when no decision is made; None: none
+    default_priority: int  # 0-100
+    default_agent: str | None  # a device/agent id to route to by default; None: none
+    budget_ms: int  # how long a decision may take before the default route is answered
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayOptions:
+    traces: tuple[Path, ...]
+    loop: bool
+    speed: float
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class AsteriskOptions:
+    """A live Asterisk Manager Interface link (and optionally a FastAGI server).
+
+    Durations are seconds. ``secret`` is a ``Secret``: the repr never shows it.
+    """
+
+    host: str
+    port: int
+    username: str
+    secret: Secret
+    auth: str  # "md5" (challenge/response) or "plain"
+    events: tuple[str, ...]  # AMI event classes to receive ("call", "agent", ...)
+    call_data_variables: tuple[str, ...]  # channel variables carried as call data
+    ping_interval: float
+    ping_timeout: float  # the link is down when a Ping is not answered in time
+    action_timeout: float
+    connect_timeout: float
+    reconnect_max_delay: float
+    originate_contexts: tuple[str, ...]  # contexts make_call may originate into; () = none
+    device_channel: str  # dial template with "{device}" once, e.g. "PJSIP/{device}"
+    fastagi: str | None  # Twisted server endpoint of the FastAGI server; None: no server
+    wrapup_seconds: float  # agent wrap-up after an ACD call; 0 = none
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchConfig:
+    """One switch link. Exactly the options field named after ``kind`` is set."""
+
+    name: str
+    kind: str
+    tenant: str
+    replay: ReplayOptions | None = None
+    asterisk: AsteriskOptions | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    source: Path | None
+    daemon: DaemonConfig
+    database: DatabaseConfig
+    event_socket: EventSocketConfig
+    switches: tuple[SwitchConfig, ...]
+    routing: RoutingConfig
