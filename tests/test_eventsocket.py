@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
+import os
+import socket
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -121,3 +125,67 @@ async def test_unknown_path_is_404(server: Server) -> None:
         async with websockets.connect(server.url.replace("/events", "/nope")):
             pass
     assert refused.value.response.status_code == 404
+
+
+def _stalled_client(url: str) -> socket.socket:
+    """A WebSocket client that completes the handshake and then never reads again."""
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    sock = socket.create_connection((host, int(port)))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET /events HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    return sock
+
+
+@aio_test
+async def test_a_client_that_stops_reading_is_closed_and_others_carry_on(
+    server: Server,
+) -> None:
+    server.socket.max_backlog = 50
+    stalled = _stalled_client(server.url)
+    try:
+        async with websockets.connect(server.url, max_size=None) as reader:
+            await recv_json(reader)
+            await until(lambda: len(server.socket.clients) == 2)
+
+            async def read_all() -> list[str]:
+                return [(await recv_json(reader))["call_id"] for _ in range(600)]
+
+            reading = asyncio.ensure_future(read_all())
+            bulky = {"NOTES": "x" * 20_000}
+            for index in range(600):
+                server.hub.publish(replace(delivered(f"c{index}"), data=bulky))
+                if index % 10 == 9:
+                    await asyncio.sleep(0.005)  # a steady stream, not one burst
+            assert await reading == [f"c{index}" for index in range(600)]
+        assert server.socket.slow_clients_closed == 1
+        assert len(server.socket.clients) == 0
+    finally:
+        stalled.close()
+
+
+@aio_test
+async def test_publishing_while_a_client_closes_logs_no_error(server: Server) -> None:
+    async with websockets.connect(server.url) as ws:
+        await recv_json(ws)
+        await until(lambda: len(server.socket.clients) == 1)
+        (client,) = server.socket.clients
+        client.sendClose(1000, "bye")
+        server.hub.publish(delivered("c1"))  # the client is closing: nothing is sent
+    await until(lambda: len(server.socket.clients) == 0)
+
+
+@aio_test
+async def test_an_oversized_client_message_is_refused(server: Server) -> None:
+    async with websockets.connect(server.url, max_size=None) as ws:
+        await recv_json(ws)
+        await ws.send("x" * (200 * 1024))
+        with pytest.raises(websockets.ConnectionClosed):  # autobahn fails the connection
+            await asyncio.wait_for(ws.recv(), timeout=5)
+    await until(lambda: len(server.socket.clients) == 0)
