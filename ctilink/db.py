@@ -135,10 +135,13 @@ def create_sync_engine(url: str | URL, **kwargs: Any) -> Engine:
     """A blocking engine (migrations, tools); never use it on the reactor thread."""
     parsed = sync_url(url)
     kwargs.setdefault("poolclass", NullPool)
-    engine = sa.create_engine(parsed, **kwargs)
     if _backend(parsed) == "sqlite":
+        engine = sa.create_engine(parsed, **kwargs)
         sa.event.listen(engine, "connect", _sqlite_pragmas(DEFAULT_BUSY_TIMEOUT))
-    return engine
+        return engine
+    # A server that accepts TCP and never answers must not hang the start for ever.
+    connect_args = {"connect_timeout": DEFAULT_CONNECT_TIMEOUT, **kwargs.pop("connect_args", {})}
+    return sa.create_engine(parsed, connect_args=connect_args, **kwargs)
 
 
 def alembic_config(url: str | URL) -> Config:

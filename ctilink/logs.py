@@ -1,14 +1,17 @@
 """Logging setup: ctilink logs through the standard library; Twisted's log is routed there.
 
 One stdlib logger per module (``logging.getLogger(__name__)``). Twisted and the asyncio
-libraries (SQLAlchemy, panoramisk) all end up in the same handlers, so ops configure one
-thing. Secrets never reach a log call: code logs names of credentials, never values.
+libraries (SQLAlchemy) all end up in the same handlers, so ops configure one thing:
+``text`` (one readable line per record) or ``json`` (one JSON object per line, for log
+shippers). Secrets never reach a log call: code logs names of credentials, never values.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from datetime import UTC, datetime
 
 from twisted.logger import STDLibLogObserver, globalLogPublisher
 
@@ -23,11 +26,29 @@ def route_twisted_to_stdlib() -> None:
         _routed = True
 
 
-def configure(level: str = "info") -> None:
-    """Plain text logging to stderr for the CLI."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time (UTC, ISO 8601), level, logger, message[, error]."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            out["error"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+def configure(level: str = "info", fmt: str = "text") -> None:
+    """Log to stderr at ``level`` in ``fmt`` (``text`` or ``json``); call once at start."""
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
     route_twisted_to_stdlib()

@@ -94,13 +94,16 @@ def test_numbering_continues_after_a_restart(tmp_path: Path) -> None:
         json.loads(ws.recv(timeout=30))
         last = receive(ws, 10)[-1]["seq"]
     assert first.interrupt()[0] == 0
+    with sqlite3.connect(tmp_path / "work" / "ctilink.sqlite3") as db:
+        (stored,) = db.execute("SELECT max(seq) FROM event_log").fetchone()
+    assert stored >= last  # everything sent was stored before the first run ended
     second = Demo(tmp_path / "work", "--speed", "20")
     try:
         with connect(second.url) as ws:
             snapshot = json.loads(ws.recv(timeout=30))
             event = json.loads(ws.recv(timeout=30))
-        assert snapshot["seq"] >= last
-        assert event["seq"] > last
+        assert snapshot["seq"] >= stored  # numbering continued after the stored events
+        assert event["seq"] == snapshot["seq"] + 1
     finally:
         assert second.interrupt()[0] == 0
 
