@@ -27,7 +27,7 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 
@@ -66,7 +66,14 @@ def _replay_adapter(switch: SwitchConfig, hub: Hub, reactor: Any) -> SwitchAdapt
     )
 
 
-ADAPTERS: dict[str, AdapterFactory] = {"replay": _replay_adapter}
+def _asterisk_adapter(switch: SwitchConfig, hub: Hub, reactor: Any) -> SwitchAdapter:
+    from ctilink.adapters.asterisk import AsteriskAdapter
+
+    assert switch.asterisk is not None
+    return AsteriskAdapter(switch.name, switch.asterisk, hub.publish, reactor, tenant=switch.tenant)
+
+
+ADAPTERS: dict[str, AdapterFactory] = {"replay": _replay_adapter, "asterisk": _asterisk_adapter}
 
 
 class CtilinkService(Service):
@@ -162,14 +169,19 @@ def demo_config(
 
 def run_daemon(config: Config, *, demo: bool = False) -> int:
     """Run until stopped by a signal; returns the process exit status."""
-    logs.configure(config.daemon.log_level)
+    logs.configure(config.daemon.log_level, config.daemon.log_format)
     state_dir = config.daemon.state_dir
-    os.makedirs(state_dir, exist_ok=True)
+    try:
+        os.makedirs(state_dir, exist_ok=True)
+    except OSError as exc:
+        log.error("daemon.state_dir: cannot create %s: %s", state_dir, exc.strerror or exc)
+        return 2
     url = config.database.connect_url()
+    log.info("preparing the database %s", db.masked(url))
     try:
         db.upgrade(url)
     except Exception as exc:
-        log.error("cannot prepare the database %s: %s", db.masked(url), exc)
+        log.error("cannot prepare the database %s: %s", db.masked(url), _one_line(exc))
         return 1
     from ctilink.reactor import install_asyncio_reactor
 
@@ -188,15 +200,30 @@ def run_daemon(config: Config, *, demo: bool = False) -> int:
                 flush=True,
             )
 
+    stopping = [False]
+
     def failed(failure: Any) -> None:
+        if failure.check(CancelledError) or stopping[0]:
+            return  # stopped (SIGTERM/SIGINT) while starting: not a failure
         hint = " (try another --port)" if demo else ""
-        log.error("ctilink could not start: %s%s", failure.getErrorMessage(), hint)
+        log.error("ctilink could not start: %s%s", _one_line(failure.value), hint)
         status[0] = 1
-        reactor.stop()
+        if reactor.running:
+            reactor.stop()
+
+    def stop() -> Deferred[None]:
+        stopping[0] = True
+        return service.stopService()
 
     reactor.callWhenRunning(service.startService)
     service.ready.addCallbacks(started, failed)
-    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    reactor.addSystemEventTrigger("before", "shutdown", stop)
     reactor.run()
     sys.stdout.flush()
     return status[0]
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (drivers put SQL and hints on further lines)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -31,3 +31,13 @@ class ConfigError(CtilinkError):
 
 class TraceError(CtilinkError):
     """A trace file cannot be read; the message names the file and the position."""
+
+
+class CommandError(CtilinkError):
+    """A call-control command failed; ``code`` is a stable machine-readable reason
+    (``unsupported``, ``not_allowed``, ``invalid``, ``not_found``, ``link_down``,
+    ``timeout``, ``error`` when the switch refused it)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code

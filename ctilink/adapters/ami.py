@@ -3,8 +3,10 @@
 ``AmiInbound`` is what a live AMI connection and a replayed trace both feed, so a trace
 replays through exactly the code a live link runs. It owns the codec for one connection
 (``reset`` on every new connection) and the normalizer for the switch (which outlives
-connections). Events go to the normalizer; responses to the ``on_response`` callback
-(action correlation for call control).
+connections). Each message is first offered to ``claim`` (the live link's pending actions:
+responses and the items of lists it asked for); what is not claimed goes to the
+normalizer if it is an event, and is dropped otherwise (a replay's responses to the
+capturing client's own actions).
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ class AmiInbound:
     def __init__(
         self,
         normalizer: AmiNormalizer,
-        on_response: Callable[[AmiMessage], None] | None = None,
+        claim: Callable[[AmiMessage], bool] | None = None,
     ) -> None:
         self.normalizer = normalizer
-        self._on_response = on_response
+        self._claim = claim
         self.codec = AmiCodec()
         self.banner: AmiBanner | None = None
 
@@ -38,7 +40,7 @@ class AmiInbound:
         for item in self.codec.events():
             if isinstance(item, AmiBanner):
                 self.banner = item
+            elif self._claim is not None and self._claim(item):
+                continue
             elif item.kind == "event":
                 self.normalizer.handle(item, at)
-            elif item.kind == "response" and self._on_response is not None:
-                self._on_response(item)

@@ -3,26 +3,25 @@
 Nothing above the adapters knows which kind of switch it talks to: the command API calls
 these methods; the adapter turns them into its protocol's requests and its switch's
 answers into model events. Each method returns a Deferred that fires with the result or
-fails with a ``CommandError`` saying clearly why (the switch refused, the link is down,
-the switch kind cannot do it). The base class refuses everything, so an adapter states
-what it supports by overriding it, and a client always gets an answer.
+fails with a ``CommandError`` saying clearly why (``code``: ``unsupported``, ``not_allowed``,
+``invalid``, ``not_found``, ``link_down``, ``timeout``, ``error``). The base class refuses
+everything with ``unsupported``, so an adapter states what it supports by overriding, and a
+client always gets an answer. Names follow the CSTA services (ECMA-269).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
 
-from ctilink.errors import CtilinkError
+from ctilink.errors import CommandError
 
+__all__ = ["AGENT_STATES", "CommandError", "SwitchAdapter"]
 
-class CommandError(CtilinkError):
-    """A call-control command failed; ``code`` is a stable machine-readable reason."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+# What set_agent_state accepts (CSTA agent states a client may ask for).
+AGENT_STATES = ("logged_on", "logged_off", "ready", "not_ready", "working_after_call")
 
 
 class SwitchAdapter:
@@ -41,7 +40,7 @@ class SwitchAdapter:
         """Stop cleanly; the Deferred fires when the link is closed."""
         return succeed(None)
 
-    def _unsupported(self, command: str) -> Deferred[None]:
+    def _unsupported(self, command: str) -> Deferred[Any]:
         return fail(
             CommandError(
                 "unsupported",
@@ -49,10 +48,12 @@ class SwitchAdapter:
             )
         )
 
-    # -- call control (CSTA service names) -------------------------------------------------
+    # -- call control ----------------------------------------------------------------------
     def make_call(
         self, calling_device: str, called_number: str, data: Mapping[str, str] | None = None
-    ) -> Deferred[None]:
+    ) -> Deferred[str]:
+        """Ring ``calling_device``, then call ``called_number`` from it; fires with the
+        ctilink call id the call's events will carry (known before the first event)."""
         return self._unsupported("make_call")
 
     def answer_call(self, call_id: str, device: str) -> Deferred[None]:
@@ -70,7 +71,12 @@ class SwitchAdapter:
     def retrieve_call(self, call_id: str, device: str) -> Deferred[None]:
         return self._unsupported("retrieve_call")
 
+    def deflect_call(self, call_id: str, device: str, destination: str) -> Deferred[None]:
+        """Send a call at ``device`` (alerting or connected) elsewhere (redirect)."""
+        return self._unsupported("deflect_call")
+
     def single_step_transfer(self, call_id: str, device: str, destination: str) -> Deferred[None]:
+        """Blind transfer: ``device`` hands its party to ``destination`` and leaves."""
         return self._unsupported("single_step_transfer")
 
     def consultation_call(self, call_id: str, device: str, destination: str) -> Deferred[None]:
@@ -87,4 +93,5 @@ class SwitchAdapter:
     def set_agent_state(
         self, agent: str, state: str, queue: str | None = None, reason: str | None = None
     ) -> Deferred[None]:
+        """``state`` is one of ``AGENT_STATES``; ``queue`` None means every queue."""
         return self._unsupported("set_agent_state")
