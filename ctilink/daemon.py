@@ -34,6 +34,7 @@ from twisted.internet.interfaces import IListeningPort
 from ctilink import db, logs
 from ctilink.adapters.base import SwitchAdapter
 from ctilink.adapters.replay import ReplayAdapter, load_replay
+from ctilink.agi.server import FastAgiFactory
 from ctilink.config import (
     Config,
     EventSocketConfig,
@@ -42,6 +43,7 @@ from ctilink.config import (
     default_config,
 )
 from ctilink.hub import Hub
+from ctilink.routing import RouteDecision, StaticRouter
 from ctilink.screenpop.eventsocket import EventSocket
 from ctilink.screenpop.web import make_site
 from ctilink.store import EventLog
@@ -87,6 +89,7 @@ class CtilinkService(Service):
         self.store: EventLog | None = None
         self.event_socket: EventSocket | None = None
         self.port: IListeningPort | None = None
+        self.fastagi_ports: list[IListeningPort] = []
         self.ready: Deferred[CtilinkService] = Deferred()
         self._starting: Deferred[None] | None = None
 
@@ -110,6 +113,12 @@ class CtilinkService(Service):
         self.event_socket = EventSocket(self.hub, self.reactor)
         endpoint = serverFromString(self.reactor, self.config.event_socket.listen)
         self.port = await endpoint.listen(make_site(self.event_socket))
+        for switch, adapter in zip(self.config.switches, self.adapters, strict=True):
+            if switch.asterisk is not None and switch.asterisk.fastagi is not None:
+                factory = self._fastagi(switch.name, adapter)
+                fastagi = serverFromString(self.reactor, switch.asterisk.fastagi)
+                self.fastagi_ports.append(await fastagi.listen(factory))
+                log.info("switch %s: FastAGI routing on %s", switch.name, switch.asterisk.fastagi)
         for adapter in self.adapters:
             adapter.start()
         host, port = self.address
@@ -119,6 +128,35 @@ class CtilinkService(Service):
             port,
             len(self.adapters),
             first,
+        )
+
+    def _fastagi(self, switch: str, adapter: SwitchAdapter) -> FastAgiFactory:
+        """The FastAGI routing entry of an Asterisk switch, answering from the routing
+        service (the configured default route until the routing issue lands)."""
+        routing = self.config.routing
+        default = RouteDecision(
+            queue=routing.default_queue,
+            agent=routing.default_agent,
+            priority=routing.default_priority,
+            rule="default",
+        )
+        router = StaticRouter(
+            routing.default_queue, routing.default_priority, routing.default_agent
+        )
+        normalizer = getattr(adapter, "normalizer", None)
+
+        def resolve_call(uniqueid: str, channel: str) -> str:
+            assert normalizer is not None
+            return str(normalizer.call_id_for(uniqueid))
+
+        return FastAgiFactory(
+            switch,
+            router,
+            self.hub.publish,
+            resolve_call,
+            self.reactor,
+            fallback=default,
+            budget=routing.budget_ms / 1000,
         )
 
     def stopService(self) -> Deferred[None]:
@@ -132,8 +170,9 @@ class CtilinkService(Service):
             await adapter.stop()
         if self.event_socket is not None:
             self.event_socket.close_all()
-        if self.port is not None:
-            await maybeDeferred(self.port.stopListening)
+        for port in (self.port, *self.fastagi_ports):
+            if port is not None:
+                await maybeDeferred(port.stopListening)
         if self.store is not None:
             await self.store.close()
         log.info("ctilink stopped")

@@ -80,7 +80,11 @@ class StateTracker:
     def _apply_call(self, event: ev.CallEvent) -> None:
         call = self.calls.get(event.call_id)
         if call is None:
-            if isinstance(event, ev.CallCleared):
+            # A call exists once the switch reports it; ctilink's own remarks about a call
+            # (route requests answered, screen pops) do not create one.
+            if isinstance(
+                event, ev.CallCleared | ev.RouteRequest | ev.RouteSelected | ev.ScreenPop
+            ):
                 return
             call = CallRecord(event.call_id, event.switch, event.time, first_seq=event.seq)
             self.calls[event.call_id] = call

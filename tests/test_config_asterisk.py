@@ -78,6 +78,7 @@ def test_asterisk_values(here: Path) -> None:
             fastagi='"tcp:port=4573:interface=127.0.0.1"',
             wrapup_seconds="3600",
         )
+        + '[routing]\ndefault_queue = "support"\n'
     )
     assert got == AsteriskOptions(
         host="10.0.0.5",
@@ -128,7 +129,12 @@ def test_limits_accepted(here: Path, keys: dict[str, str]) -> None:
 def test_fastagi_endpoints_differ(here: Path) -> None:
     second = ASTERISK.replace("ast1", "ast2")
     config = load(
-        ASTERISK + 'fastagi = "tcp:port=4573"\n' + second + 'fastagi = "tcp:port=4574"\n' + SWITCH
+        ASTERISK
+        + 'fastagi = "tcp:port=4573"\n'
+        + second
+        + 'fastagi = "tcp:port=4574"\n'
+        + SWITCH
+        + '[routing]\ndefault_agent = "6001"\n'
     )
     assert [s.asterisk.fastagi for s in config.switches if s.asterisk] == [
         "tcp:port=4573",
@@ -456,4 +462,11 @@ def test_routing_errors(here: Path, line: str, expected: str) -> None:
 def test_routing_not_a_table(here: Path) -> None:
     assert error('routing = "support"\n') == (
         'ctilink.toml: routing: expected a table ([routing]), got "support"'
+    )
+
+
+def test_fastagi_needs_a_default_route(here: Path) -> None:
+    assert error(ASTERISK + 'fastagi = "tcp:port=4573"\n') == (
+        "ctilink.toml: routing: switch[0] (ast1) answers FastAGI route requests, so a default"
+        " route is needed: set default_queue or default_agent"
     )

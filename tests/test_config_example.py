@@ -132,6 +132,7 @@ def test_loading_does_not_import_the_reactor(
         + '[event_socket]\nlisten = "tcp6:port=8765:interface=\\\\:\\\\:1"\n'
         + '[[switch]]\nname = "ast1"\nkind = "asterisk"\nhost = "::1"\nusername = "u"\n'
         + 'secret_file = "ami.secret"\nfastagi = "tcp:port=4573"\n'
+        + '[routing]\ndefault_queue = "support"\n'
     )
     code = (
         "import sys; from ctilink.config import load_config; load_config('ctilink.toml');"

@@ -45,6 +45,7 @@ from ctilink.config.model import (
     EventSocketConfig,
     RoutingConfig,
     Secret,
+    SwitchConfig,
 )
 from ctilink.config.switches import read_switches
 from ctilink.errors import ConfigError
@@ -149,6 +150,9 @@ _SECTIONS: Final = ("daemon", "database", "event_socket", "routing", "switch")
 def _build(document: Mapping[str, Any], ctx: Context, source: Path | None) -> Config:
     reject_unknown(document, _SECTIONS, "", "section")
     daemon = DaemonConfig(**_section(document, "daemon", _DAEMON_FIELDS, ctx))
+    switches = read_switches(document.get("switch", []), ctx)
+    routing = RoutingConfig(**_section(document, "routing", _ROUTING_FIELDS, ctx))
+    _check_default_route(switches, routing)
     return Config(
         source=source,
         daemon=daemon,
@@ -156,9 +160,22 @@ def _build(document: Mapping[str, Any], ctx: Context, source: Path | None) -> Co
         event_socket=EventSocketConfig(
             **_section(document, "event_socket", _EVENT_SOCKET_FIELDS, ctx)
         ),
-        switches=read_switches(document.get("switch", []), ctx),
-        routing=RoutingConfig(**_section(document, "routing", _ROUTING_FIELDS, ctx)),
+        switches=switches,
+        routing=routing,
     )
+
+
+def _check_default_route(switches: tuple[SwitchConfig, ...], routing: RoutingConfig) -> None:
+    """A switch that asks ctilink for routes needs a route to answer when all else fails."""
+    if routing.default_queue is not None or routing.default_agent is not None:
+        return
+    for index, switch in enumerate(switches):
+        if switch.asterisk is not None and switch.asterisk.fastagi is not None:
+            raise Invalid(
+                f"switch[{index}] ({switch.name}) answers FastAGI route requests, so a"
+                " default route is needed: set default_queue or default_agent",
+                "routing",
+            )
 
 
 # -- entry points -------------------------------------------------------------------------
