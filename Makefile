@@ -25,6 +25,8 @@ test: lint
 
 bench: $(BIN)/ctilink
 	$(BIN)/python bench/replay_bench.py
+	$(BIN)/python bench/ami_link_bench.py
+	$(BIN)/python bench/fastagi_bench.py
 
 clean:
 	rm -rf $(VENV) ctilink-demo build *.egg-info
