@@ -201,24 +201,22 @@ class AsteriskCallControl(SwitchAdapter):
         return self._act("Redirect", fields)
 
     def single_step_transfer(self, call_id: str, device: str, destination: str) -> Deferred[None]:
-        try:
-            channel = self._party(self._call(call_id), device)
-            number = _check(NUMBER, destination, "destination")
-            context = self._context()
-        except CommandError as exc:
-            return fail(exc)
-        return self._act(
-            "BlindTransfer", {"Channel": channel.name, "Context": context, "Exten": number}
-        )
+        return self._dial_from(call_id, device, destination, "BlindTransfer")
 
     def consultation_call(self, call_id: str, device: str, destination: str) -> Deferred[None]:
+        return self._dial_from(call_id, device, destination, "Atxfer")
+
+    def _dial_from(
+        self, call_id: str, device: str, destination: str, action: str
+    ) -> Deferred[None]:
+        """``action`` on the device's channel towards ``destination`` in the allowed context."""
         try:
             channel = self._party(self._call(call_id), device)
             number = _check(NUMBER, destination, "destination")
             context = self._context()
         except CommandError as exc:
             return fail(exc)
-        return self._act("Atxfer", {"Channel": channel.name, "Context": context, "Exten": number})
+        return self._act(action, {"Channel": channel.name, "Context": context, "Exten": number})
 
     def transfer_call(self, held_call_id: str, active_call_id: str, device: str) -> Deferred[None]:
         return self.clear_connection(active_call_id, device)
