@@ -187,13 +187,14 @@ def _db(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from ctilink.config import load_config
-    from ctilink.daemon import run_daemon
+    from ctilink.runner import run_daemon
 
     return run_daemon(load_config(args.config))
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ctilink.daemon import demo_config, run_daemon
+    from ctilink.daemon import demo_config
+    from ctilink.runner import run_daemon
 
     config = demo_config(
         args.dir, host=args.host, port=args.port, speed=args.speed, log_level=args.log_level

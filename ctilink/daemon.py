@@ -10,16 +10,14 @@ starts every switch. ``ready`` fires when all of that is done. Stopping reverses
 switches first (no new events), then clients are told, the listener closes, and the event
 log is flushed and closed.
 
-``run_daemon`` is what ``ctilink run`` and ``ctilink demo`` call: migrate the database
-(synchronously, before the reactor runs), install the asyncio reactor, start the service
-and run until SIGINT/SIGTERM, stopping cleanly.
+``reload`` applies a new configuration where that is possible without dropping links or
+clients (log level, routing defaults); what needs a restart is logged as such.
+``ctilink.runner`` runs the service as a process (signals, systemd notifications).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -27,7 +25,7 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 
@@ -43,6 +41,7 @@ from ctilink.config import (
     default_config,
 )
 from ctilink.hub import Hub
+from ctilink.metrics import Metrics
 from ctilink.routing import RouteDecision, StaticRouter
 from ctilink.screenpop.eventsocket import EventSocket
 from ctilink.screenpop.web import make_site
@@ -87,6 +86,9 @@ class CtilinkService(Service):
             ADAPTERS[switch.kind](switch, self.hub, reactor) for switch in config.switches
         ]
         self.store: EventLog | None = None
+        self.metrics = Metrics(self.hub.tracker, reactor.seconds)
+        self.hub.subscribe(self.metrics)
+        self.fastagi: list[FastAgiFactory] = []
         self.event_socket: EventSocket | None = None
         self.port: IListeningPort | None = None
         self.fastagi_ports: list[IListeningPort] = []
@@ -111,11 +113,16 @@ class CtilinkService(Service):
         self.store = EventLog(engine, clock=self.reactor)
         first = await self.store.start(self.hub)
         self.event_socket = EventSocket(self.hub, self.reactor)
+        self._wire_metrics(self.event_socket, self.store)
         endpoint = serverFromString(self.reactor, self.config.event_socket.listen)
-        self.port = await endpoint.listen(make_site(self.event_socket))
+        site = make_site(
+            self.event_socket, registry=self.metrics.registry, readiness=self.readiness
+        )
+        self.port = await endpoint.listen(site)
         for switch, adapter in zip(self.config.switches, self.adapters, strict=True):
             if switch.asterisk is not None and switch.asterisk.fastagi is not None:
                 factory = self._fastagi(switch.name, adapter)
+                self.fastagi.append(factory)
                 fastagi = serverFromString(self.reactor, switch.asterisk.fastagi)
                 self.fastagi_ports.append(await fastagi.listen(factory))
                 log.info("switch %s: FastAGI routing on %s", switch.name, switch.asterisk.fastagi)
@@ -133,16 +140,7 @@ class CtilinkService(Service):
     def _fastagi(self, switch: str, adapter: SwitchAdapter) -> FastAgiFactory:
         """The FastAGI routing entry of an Asterisk switch, answering from the routing
         service (the configured default route until the routing issue lands)."""
-        routing = self.config.routing
-        default = RouteDecision(
-            queue=routing.default_queue,
-            agent=routing.default_agent,
-            priority=routing.default_priority,
-            rule="default",
-        )
-        router = StaticRouter(
-            routing.default_queue, routing.default_priority, routing.default_agent
-        )
+        router, default = _static_routes(self.config)
         normalizer = getattr(adapter, "normalizer", None)
 
         def resolve_call(uniqueid: str, channel: str) -> str:
@@ -156,8 +154,50 @@ class CtilinkService(Service):
             resolve_call,
             self.reactor,
             fallback=default,
-            budget=routing.budget_ms / 1000,
+            budget=self.config.routing.budget_ms / 1000,
         )
+
+    def _wire_metrics(self, sockets: EventSocket, store: EventLog) -> None:
+        sources = self.metrics.sources
+        sources.clients = lambda: len(sockets.clients)
+        sources.events_out = lambda: sockets.events_sent
+        sources.slow_clients = lambda: sockets.slow_clients_closed
+        sources.log_written = lambda: store.written
+        sources.log_dropped = lambda: store.dropped
+        sources.database_up = lambda: not store.failing
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready when every configured link is up and the database can be written."""
+        states = self.metrics.link_states()
+        links = {s.name: "up" if states.get(s.name) else "down" for s in self.config.switches}
+        database = "up" if self.store is not None and not self.store.failing else "down"
+        ready = database == "up" and all(state == "up" for state in links.values())
+        return ready, {"links": links, "database": database}
+
+    def link_summary(self) -> str:
+        states = self.metrics.link_states()
+        parts = [f"{s.name} {'up' if states.get(s.name) else 'down'}" for s in self.config.switches]
+        return ", ".join(parts) or "no switches"
+
+    def reload(self, new: Config) -> list[str]:
+        """Apply what can change live; returns what needs a restart to take effect."""
+        logs.set_level(new.daemon.log_level)
+        for factory in self.fastagi:
+            factory.router, factory.fallback = _static_routes(new)
+        later = [
+            name
+            for name, old, now in (
+                ("[[switch]]", self.config.switches, new.switches),
+                ("[event_socket]", self.config.event_socket, new.event_socket),
+                ("[database]", self.config.database, new.database),
+                ("[daemon] state_dir/log_format",
+                 (self.config.daemon.state_dir, self.config.daemon.log_format),
+                 (new.daemon.state_dir, new.daemon.log_format)),
+            )
+            if old != now
+        ]  # fmt: skip
+        self.config = replace(new, switches=self.config.switches)
+        return later
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
@@ -206,63 +246,14 @@ def demo_config(
     )
 
 
-def run_daemon(config: Config, *, demo: bool = False) -> int:
-    """Run until stopped by a signal; returns the process exit status."""
-    logs.configure(config.daemon.log_level, config.daemon.log_format)
-    state_dir = config.daemon.state_dir
-    try:
-        os.makedirs(state_dir, exist_ok=True)
-    except OSError as exc:
-        log.error("daemon.state_dir: cannot create %s: %s", state_dir, exc.strerror or exc)
-        return 2
-    url = config.database.connect_url()
-    log.info("preparing the database %s", db.masked(url))
-    try:
-        db.upgrade(url)
-    except Exception as exc:
-        log.error("cannot prepare the database %s: %s", db.masked(url), _one_line(exc))
-        return 1
-    from ctilink.reactor import install_asyncio_reactor
-
-    reactor = install_asyncio_reactor()
-    service = CtilinkService(config, reactor)
-    status = [0]
-
-    def started(svc: CtilinkService) -> None:
-        if demo:
-            host, port = svc.address
-            print(
-                f"ctilink demo: replaying {len(config.switches[0].replay.traces)} real Asterisk"  # type: ignore[union-attr]
-                f" traces in a loop; database {state_dir / 'ctilink.sqlite3'}\n"
-                f"ctilink demo: connect a WebSocket client to ws://{host}:{port}/events"
-                " (Ctrl-C to stop)",
-                flush=True,
-            )
-
-    stopping = [False]
-
-    def failed(failure: Any) -> None:
-        if failure.check(CancelledError) or stopping[0]:
-            return  # stopped (SIGTERM/SIGINT) while starting: not a failure
-        hint = " (try another --port)" if demo else ""
-        log.error("ctilink could not start: %s%s", _one_line(failure.value), hint)
-        status[0] = 1
-        if reactor.running:
-            reactor.stop()
-
-    def stop() -> Deferred[None]:
-        stopping[0] = True
-        return service.stopService()
-
-    reactor.callWhenRunning(service.startService)
-    service.ready.addCallbacks(started, failed)
-    reactor.addSystemEventTrigger("before", "shutdown", stop)
-    reactor.run()
-    sys.stdout.flush()
-    return status[0]
-
-
-def _one_line(exc: BaseException) -> str:
-    """An exception's message on one line (drivers put SQL and hints on further lines)."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+def _static_routes(config: Config) -> tuple[StaticRouter, RouteDecision]:
+    """The router and the fallback the configured default route gives."""
+    routing = config.routing
+    default = RouteDecision(
+        queue=routing.default_queue,
+        agent=routing.default_agent,
+        priority=routing.default_priority,
+        rule="default",
+    )
+    router = StaticRouter(routing.default_queue, routing.default_priority, routing.default_agent)
+    return router, default

@@ -52,3 +52,8 @@ def configure(level: str = "info", fmt: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
     route_twisted_to_stdlib()
+
+
+def set_level(level: str) -> None:
+    """Change the level of everything already configured (a reload)."""
+    logging.getLogger().setLevel(getattr(logging, level.upper(), logging.INFO))

@@ -1,0 +1,195 @@
+"""Operating ctilink as a service: systemd notifications, metrics, health, reload, stop.
+
+The daemon runs as a subprocess the way systemd runs it: with a NOTIFY_SOCKET (a real
+datagram socket this test owns) and a WATCHDOG_USEC, a configuration file, and signals.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TRACES
+
+pytest_plugins = ["tests.store_fixtures"]
+
+READY_LINE = re.compile(r"ctilink ready: event socket on ([\d.]+):(\d+)")
+DB_PASSWORD = "Not-In-Any-Log-7331"
+
+
+class Daemon:
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+        script = Path(sys.executable).parent / "ctilink"
+        self.process = subprocess.Popen(
+            [str(script), "run", "-c", str(config)],
+            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
+        )  # fmt: skip
+        self.log: list[str] = []
+        self.base = self._wait_ready()
+
+    def _wait_ready(self) -> str:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.log.append(line)
+            ready = READY_LINE.search(line)
+            if ready:
+                return f"http://{ready.group(1)}:{ready.group(2)}"
+        raise AssertionError("the daemon ended before it was ready:\n" + "".join(self.log))
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(self.base + path, timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def read_log_until(self, pattern: str, timeout: float = 10) -> str:
+        assert self.process.stderr is not None
+        deadline = time.monotonic() + timeout
+        for line in self.process.stderr:
+            self.log.append(line)
+            if re.search(pattern, line):
+                return line
+            if time.monotonic() > deadline:
+                break
+        raise AssertionError(f"no log line matching {pattern!r}:\n" + "".join(self.log))
+
+    def stop(self, sig: int = signal.SIGTERM) -> tuple[int, float]:
+        started = time.monotonic()
+        self.process.send_signal(sig)
+        _, rest = self.process.communicate(timeout=20)
+        self.log.append(rest)
+        return self.process.returncode, time.monotonic() - started
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[tuple[str, socket.socket]]:
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(10)
+    yield path, sock
+    sock.close()
+
+
+def notifications(sock: socket.socket, until: str, limit: int = 200) -> list[str]:
+    seen: list[str] = []
+    while len(seen) < limit:
+        message = sock.recv(4096).decode()
+        seen.append(message)
+        if until in message:
+            return seen
+    raise AssertionError(f"no {until!r} among {seen}")
+
+
+def write_config(
+    path: Path, *, log_level: str = "info", queue: str = "support", database: str = ""
+) -> None:
+    path.write_text(
+        f'[daemon]\nstate_dir = "state"\nlog_level = "{log_level}"\n'
+        f"{database}"
+        '[event_socket]\nlisten = "tcp:port=0:interface=127.0.0.1"\n'
+        f'[routing]\ndefault_queue = "{queue}"\n'
+        '[[switch]]\nname = "pbx"\nkind = "replay"\nspeed = 0\n'
+        f'traces = ["{TRACES / "inbound-answered.jsonl"}"]\n'
+    )
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric_name, _, label_text = head.partition("{")
+        got = ",".join(sorted(label_text.rstrip("}").split(","))) if label_text else ""
+        if metric_name == name and got == wanted:
+            return float(value)
+    raise AssertionError(f"{name}{{{wanted}}} not in /metrics")
+
+
+def test_a_service_life(tmp_path: Path, notify_socket: tuple[str, socket.socket]) -> None:
+    path, sock = notify_socket
+    config = tmp_path / "ctilink.toml"
+    write_config(config)
+    daemon = Daemon(config, {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})
+    try:
+        seen = notifications(sock, "READY=1")
+        assert any("STATUS=" in m for m in seen)
+        assert len([m for m in notifications(sock, "WATCHDOG=1") if "WATCHDOG=1" in m]) >= 1
+        # ... and again 0.2 s later: the watchdog ping is periodic.
+        assert "WATCHDOG=1" in notifications(sock, "WATCHDOG=1")[-1]
+
+        # The replayed trace has run: its call, its agent, its queue are counted.
+        time.sleep(0.5)
+        code, text = daemon.get("/metrics")
+        assert code == 200
+        assert metric(text, "ctilink_events_in_total", switch="pbx", type="delivered") == 2
+        assert metric(text, "ctilink_events_in_total", switch="pbx", type="call_cleared") == 1
+        assert metric(text, "ctilink_link_up", switch="pbx") == 0  # the trace ended
+        assert metric(text, "ctilink_queue_calls_waiting", switch="pbx", queue="support") == 0
+        assert metric(text, "ctilink_agents", switch="pbx", state="ready") == 1
+        assert metric(text, "ctilink_calls_live", switch="pbx") == 0
+        assert metric(text, "ctilink_database_up") == 1
+        assert metric(text, "ctilink_event_log_written_total") >= 0
+        assert metric(text, "ctilink_clients_connected") == 0
+
+        assert daemon.get("/healthz")[0] == 200
+        code, body = daemon.get("/readyz")
+        assert code == 503  # the replayed link has ended
+        assert json.loads(body) == {"ready": False, "links": {"pbx": "down"}, "database": "up"}
+
+        write_config(config, log_level="debug", queue="sales")
+        daemon.process.send_signal(signal.SIGHUP)
+        daemon.read_log_until("configuration reloaded")
+        assert any("RELOADING=1" in m for m in notifications(sock, "READY=1"))
+        config.write_text("[daemon\nbroken = ")
+        daemon.process.send_signal(signal.SIGHUP)
+        refused = daemon.read_log_until("reload refused")
+        assert "ctilink.toml" in refused and "invalid TOML" in refused
+        assert daemon.get("/healthz")[0] == 200  # still serving
+
+        status, took = daemon.stop()
+        assert status == 0, "".join(daemon.log)
+        assert took < 5
+        assert any("STOPPING=1" in m for m in notifications(sock, "STOPPING=1"))
+    finally:
+        if daemon.process.poll() is None:
+            daemon.process.kill()
+    with sqlite3.connect(tmp_path / "state" / "ctilink.sqlite3") as db:
+        stored, top = db.execute("SELECT count(*), max(seq) FROM event_log").fetchone()
+    assert stored == top >= 11  # every event written before exit
+    assert "Traceback" not in "".join(daemon.log)
+
+
+def test_no_secret_reaches_the_log(tmp_path: Path, pg_database: str) -> None:
+    config = tmp_path / "ctilink.toml"
+    write_config(
+        config, log_level="debug",
+        database=f'[database]\nurl = "postgresql://postgres@127.0.0.1:5432/{pg_database}"\n'
+                 'password_env = "CTILINK_DB_PASSWORD"\n',
+    )  # fmt: skip
+    daemon = Daemon(config, {"CTILINK_DB_PASSWORD": DB_PASSWORD})
+    try:
+        assert daemon.get("/healthz")[0] == 200
+        status, _ = daemon.stop()
+        assert status == 0
+    finally:
+        if daemon.process.poll() is None:
+            daemon.process.kill()
+    everything = "".join(daemon.log)
+    assert "preparing the database" in everything  # the URL is logged ...
+    assert DB_PASSWORD not in everything  # ... never the password
