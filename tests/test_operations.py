@@ -193,3 +193,26 @@ def test_no_secret_reaches_the_log(tmp_path: Path, pg_database: str) -> None:
     everything = "".join(daemon.log)
     assert "preparing the database" in everything  # the URL is logged ...
     assert DB_PASSWORD not in everything  # ... never the password
+
+
+def test_json_logs_one_object_per_line_with_link_changes(tmp_path: Path) -> None:
+    config = tmp_path / "ctilink.toml"
+    write_config(config)
+    text = config.read_text().replace(
+        'log_level = "info"', 'log_level = "info"\nlog_format = "json"'
+    )
+    config.write_text(text)
+    daemon = Daemon(config)
+    try:
+        time.sleep(0.3)
+        status, _ = daemon.stop()
+        assert status == 0
+    finally:
+        if daemon.process.poll() is None:
+            daemon.process.kill()
+    records = [json.loads(line) for line in "".join(daemon.log).splitlines() if line.strip()]
+    assert records and all(
+        {"time", "level", "logger", "message"} <= set(record) for record in records
+    )
+    assert any(record["message"].startswith("ctilink ready") for record in records)
+    assert {record["level"] for record in records} <= {"debug", "info", "warning"}
