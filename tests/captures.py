@@ -158,3 +158,27 @@ def frame_ami(data: bytes, *, banner: bool) -> tuple[int, int]:
     if banner:
         assert isinstance(items[0], AmiBanner)
     return len(items), codec.pending
+
+
+def cut_capture(source: Path, path: Path, drop: int, *, trim: int = 0) -> Path:
+    """``source`` as if the capture had been started later: without its first ``drop`` packets.
+
+    ``trim`` also takes that many bytes off the front of the first kept packet's TCP payload,
+    as if its message had been sent in two segments of which only the second was captured.
+    Ethernet pcapng in (what dumpcap writes), pcapng out; the checksums are recomputed.
+    """
+    with source.open("rb") as file:
+        reader = dpkt.pcapng.Reader(file)
+        assert reader.datalink() == dpkt.pcap.DLT_EN10MB
+        packets = [(float(ts), bytes(frame)) for ts, frame in reader][drop:]
+    if trim:
+        ts, frame = packets[0]
+        eth = dpkt.ethernet.Ethernet(frame)
+        ip = eth.data
+        tcp = ip.data
+        assert len(tcp.data) > trim, "trim the payload of a packet that carries more"
+        tcp.data, tcp.seq = tcp.data[trim:], tcp.seq + trim
+        ip.data = tcp
+        ip.len, ip.sum, tcp.sum = len(ip), 0, 0  # a zero checksum is recomputed by dpkt
+        packets[0] = (ts, bytes(eth))
+    return write_capture(path, packets, ng=True)

@@ -239,6 +239,129 @@ def test_real_traces_parse_identically_however_fed(name: str) -> None:
     assert len(results[0]) == count + 1  # every message, plus the banner
 
 
+# -- joining a stream in the middle (a capture that began after the connection opened) ---
+NEWCHANNEL = b"Event: Newchannel\r\nChannel: Local/6001@agents;1\r\nUniqueid: 1.5\r\n\r\n"
+PING = b"Event: Ping\r\n\r\n"
+
+
+def test_mid_stream_discards_the_tail_of_a_message(
+    feed: Callable[[AmiCodec, bytes], list[object]],
+) -> None:
+    tail = NEWCHANNEL[20:]  # "annel: Local/6001...": the capture missed the message's start
+    codec = AmiCodec(mid_stream=True)
+    assert messages(feed(codec, tail + PING + NEWCHANNEL)) == [
+        AmiMessage([("Event", "Ping")]),
+        AmiMessage(
+            [("Event", "Newchannel"), ("Channel", "Local/6001@agents;1"), ("Uniqueid", "1.5")]
+        ),
+    ]
+    assert codec.bytes_skipped == len(tail) and codec.pending == 0
+
+
+def test_mid_stream_keeps_a_first_message_that_starts_at_offset_0(
+    feed: Callable[[AmiCodec, bytes], list[object]],
+) -> None:
+    codec = AmiCodec(mid_stream=True)  # no banner expected, although expect_banner is True
+    items = feed(codec, NEWCHANNEL + PING)
+    assert [m.name for m in messages(items)] == ["Newchannel", "Ping"] and len(items) == 2
+    assert codec.bytes_skipped == 0
+
+
+@pytest.mark.parametrize(
+    ("head", "skipped"),
+    [
+        (b"Response: Success\r\nActionID: 3\r\n\r\n", 0),  # a whole message: kept
+        (b"Action: Ping\r\nActionID: 3\r\n\r\n", 0),  # what the server side reads
+        (b"\n" + NEWCHANNEL, 1),  # the end of a terminator before a whole message
+        (b"\r\n" + NEWCHANNEL, 2),
+        (b"\n\r\n" + NEWCHANNEL, 3),
+        (b"\r\n\r\n" + NEWCHANNEL, 4),
+        (b"vent: Hangup\r\nUniqueid: 1.2\r\n\r\n" + NEWCHANNEL, 31),  # a message's tail
+        (b"Channel: X\r\n\r\n" + NEWCHANNEL, 14),  # headers, but not a first line
+        (b"Event:Hangup\r\n\r\n" + NEWCHANNEL, 16),  # not as Asterisk writes a first line
+        (b"Event: \r\nUniqueid: 1\r\n\r\n" + NEWCHANNEL, 24),  # no name
+        (b"Asterisk Call Manager/11.0.0\r\nResponse: Success\r\n\r\n" + NEWCHANNEL, 51),
+    ],
+)
+def test_mid_stream_first_message_rule(
+    feed: Callable[[AmiCodec, bytes], list[object]], head: bytes, skipped: int
+) -> None:
+    codec = AmiCodec(mid_stream=True)
+    items = feed(codec, head + PING)
+    assert codec.bytes_skipped == skipped
+    kept = head[skipped:] + PING
+    assert items == feed(AmiCodec(expect_banner=False), kept)
+
+
+def test_mid_stream_known_limit_a_cut_header_that_looks_like_a_first_line() -> None:
+    # A "UserEvent: Alarm" header whose segment boundary fell after "User": the tail is
+    # taken for a message of its own (documented; one stray message, framing intact).
+    tail = b"Event: Alarm\r\nLevel: 3\r\n\r\n"
+    codec = AmiCodec(mid_stream=True)
+    assert [m.name for m in messages(feed_whole(codec, tail + PING))] == ["Alarm", "Ping"]
+
+
+def test_mid_stream_decides_only_at_the_first_terminator() -> None:
+    codec = AmiCodec(mid_stream=True)
+    codec.receive_data(b"Event: Ping\r\n")
+    assert codec.next_event() is NEED_DATA and codec.bytes_skipped == 0
+    codec.receive_data(b"\r\n")
+    message = codec.next_event()
+    assert isinstance(message, AmiMessage) and message.name == "Ping"
+
+
+def test_mid_stream_eof_before_any_terminator() -> None:
+    codec = AmiCodec(mid_stream=True)
+    codec.receive_data(b"\r\n")  # only the end of a terminator was captured: nothing lost
+    codec.receive_data(b"")
+    assert codec.next_event() is CLOSED
+    codec = AmiCodec(mid_stream=True)
+    codec.receive_data(b"Uniqueid: 1.2\r\n")
+    codec.receive_data(b"")
+    with pytest.raises(RemoteProtocolError, match="closed in the middle"):
+        codec.next_event()
+
+
+def test_mid_stream_tail_is_bounded() -> None:
+    codec = AmiCodec(mid_stream=True, max_message_size=1024)
+    codec.receive_data(b"x" * 1025)
+    with pytest.raises(RemoteProtocolError, match="exceeds 1024 bytes"):
+        codec.next_event()
+
+
+_name = st.from_regex(r"[A-Za-z][A-Za-z0-9]{0,11}", fullmatch=True)
+# Keys that cannot end like a first line's key, values without ": ": a cut inside a message
+# can then never look like a message's start (see the known limit above).
+_inner_header = st.tuples(
+    _name.filter(lambda key: not key.endswith(("Event", "Response", "Action"))),
+    st.text(alphabet=st.characters(blacklist_characters="\r\n:", blacklist_categories=("Cs",))),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(_name, st.lists(_inner_header, max_size=4)), min_size=1, max_size=6),
+    st.data(),
+)
+def test_mid_stream_yields_every_message_that_starts_after_the_cut(
+    batch: list[tuple[str, list[tuple[str, str]]]], data: st.DataObject
+) -> None:
+    wanted = [AmiMessage([("Event", name), *headers]) for name, headers in batch]
+    encoded = [serialize(message) for message in wanted]
+    stream = b"".join(encoded)
+    cut = data.draw(st.integers(0, len(stream)), label="cut")
+    step = data.draw(st.integers(1, 50), label="step")
+    starts = [sum(len(e) for e in encoded[:i]) for i in range(len(encoded))]
+    codec = AmiCodec(mid_stream=True)
+    got: list[object] = []
+    for index in range(cut, len(stream), step):
+        codec.receive_data(stream[index : index + step])
+        got.extend(codec.events())
+    assert got == [m for m, start in zip(wanted, starts, strict=True) if start >= cut]
+    codec.receive_data(b"")
+    assert codec.next_event() is CLOSED  # at most part of a terminator is left over
+
+
 def test_serialize_round_trip() -> None:
     message = AmiMessage(
         [("Action", "Originate"), ("Variable", "A=1"), ("Variable", "B=2"), ("Data", "")]
@@ -286,10 +409,12 @@ _CHUNK = st.lists(st.one_of(_PIECES, st.binary(max_size=16)), max_size=12).map(b
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(_CHUNK, max_size=30), st.booleans())
-def test_arbitrary_bytes_give_messages_or_our_error(chunks: list[bytes], banner: bool) -> None:
+@given(st.lists(_CHUNK, max_size=30), st.booleans(), st.booleans())
+def test_arbitrary_bytes_give_messages_or_our_error(
+    chunks: list[bytes], banner: bool, mid_stream: bool
+) -> None:
     bound = 512
-    codec = AmiCodec(expect_banner=banner, max_message_size=bound)
+    codec = AmiCodec(expect_banner=banner, mid_stream=mid_stream, max_message_size=bound)
     try:
         for chunk in chunks:
             codec.receive_data(chunk)

@@ -328,7 +328,8 @@ def test_ring_all_answered_call_ends_with_a_normal_cause() -> None:
     ]
 
 
-def test_connecting_mid_setup_keeps_the_direction() -> None:
+def test_connecting_mid_setup_reports_nothing_of_that_call() -> None:
+    """ctilink connected after 6001's Newchannel: the call's start was not seen."""
     feed = AmiFeed()
     feed.send("Newchannel", chan(*P2, linkedid=P1[1], state=0, caller="6002"))
     feed.send(
@@ -343,12 +344,10 @@ def test_connecting_mid_setup_keeps_the_direction() -> None:
         chan(*P2, linkedid=P1[1], caller="6002", prefix="Dest"),
         DialStatus="ANSWER",
     )
-    assert summary(feed, "calling_number", "called_number") == [
-        ("service_initiated", "6001", "6001", "6002"),
-        ("originated", "6001", "6001", "6002"),
-        ("delivered", "6002", "6001", "6002"),
-        ("established", "6002", "6001", "6002"),
-    ]
+    feed.send("Hangup", chan(*P2, linkedid=P1[1], caller="6002"), Cause="16")
+    feed.send("Hangup", chan(*P1, caller="6001", exten="6002"), Cause="16")
+    assert feed.wire == []
+    assert book_is_empty(feed)
 
 
 def test_a_call_met_in_the_middle_is_not_invented() -> None:

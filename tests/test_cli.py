@@ -7,11 +7,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ctilink.cli import main
 from tests._schemas import validate_wire
+from tests.captures import cut_capture
 from tests.conftest import AMI_TRACES, TRACES
 from tests.replaying import replay_files
 
@@ -131,3 +133,59 @@ def test_usage_error_exit_2() -> None:
     done = run_cli("replay")
     assert done.returncode == 2
     assert "TRACE" in done.stderr
+
+
+# -- a capture that began after the AMI connection opened (mid-stream) ----------------------
+CAPTURE = TRACES / "inbound-answered.pcapng"
+
+
+def replayed(path: Path, capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    assert main(["replay", str(path), "--switch", "pbx"]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def without_links(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Call and agent events, without what differs from one replay to the next."""
+    return [
+        {k: v for k, v in e.items() if k not in ("seq", "call_id")}
+        for e in events
+        if not e["type"].startswith("link_")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("drop", "trim"),
+    [
+        (3, 0),  # the handshake only
+        (11, 0),  # up to the Originate: banner, login and the events after it are lost
+        (13, 0),  # up to the call's first Newchannel, which begins the capture
+        (13, 40),  # into that Newchannel: the capture begins with the tail of a message
+    ],
+)
+def test_a_capture_joined_before_a_call_replays_that_call_as_the_whole_capture_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], drop: int, trim: int
+) -> None:
+    whole = replayed(CAPTURE, capsys)
+    cut = replayed(cut_capture(CAPTURE, tmp_path / "cut.pcapng", drop, trim=trim), capsys)
+    assert "joined mid-session" not in whole[0]["detail"]
+    assert cut[0]["type"] == "link_up" and "joined mid-session" in cut[0]["detail"]
+    assert cut[-1]["type"] == "link_down"
+    assert any(e["type"] == "call_cleared" for e in cut)
+    assert without_links(cut) == without_links(whole)
+
+
+def test_a_call_in_progress_when_the_capture_began_is_not_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Packet 95 on: agent 6001 and the caller are talking; then they hang up.
+    events = replayed(cut_capture(CAPTURE, tmp_path / "cut.pcapng", 95), capsys)
+    assert [e["type"] for e in events] == ["link_up", "link_down"]
+    assert "joined mid-session" in events[0]["detail"]
+
+
+def test_a_call_met_during_its_setup_is_not_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Packet 32 on: the call is on its way to the queue; its channels' Newchannel is lost.
+    events = replayed(cut_capture(CAPTURE, tmp_path / "cut.pcapng", 31), capsys)
+    assert [e for e in events if "call_id" in e] == []

@@ -1,9 +1,11 @@
 """Trace reading from pcap/pcapng captures built in ``tmp_path``.
 
-Out-of-order and retransmitted segments, gaps, a missing SYN, truncated and corrupt files,
-several sessions, IPv6, every supported link type. Property tests: any
+Out-of-order and retransmitted segments, gaps, connections joined mid-stream (no SYN in the
+capture), truncated and corrupt files, several sessions, IPv6, every supported link type,
+and the real capture cut short at its start. Property tests: any
 splitting/reordering/duplication of a stream reassembles exactly (or, with a segment
-dropped, raises ``TraceError``), and damaged files raise ``TraceError`` and nothing else.
+dropped, raises ``TraceError``), also when the capture joins it mid-stream, and damaged
+files raise ``TraceError`` and nothing else.
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ from tests.captures import (
     _ethernet,
     _ip_bytes,
     chunks,
+    cut_capture,
     frame_ami,
     write_capture,
 )
+from tests.conftest import TRACES
 
 
 # -- captures: reassembly ------------------------------------------------------------------
@@ -107,26 +111,91 @@ def test_missing_bytes_before_a_fin_are_a_gap(tmp_path: Path) -> None:
         read_trace(path)
 
 
-def test_a_connection_without_its_syn_is_an_error(tmp_path: Path) -> None:
+def test_a_connection_without_its_syn_is_joined_mid_stream(tmp_path: Path) -> None:
     conn = Conn()
-    packets = [conn.data("rx", 0, b"Event: X\r\n\r\n", T0), conn.data("tx", 0, b"x", T0 + 1)]
-    path = write_capture(tmp_path / "mid.pcap", packets)
+    login = b"Action: Ping\r\nActionID: 7\r\n\r\n"
+    (o0, d0), (o1, d1), (o2, d2), (o3, d3), *rest = chunks(AMI_STREAM, 400)
+    packets = [
+        Pkt(T0 - 1, conn.ends["tx"][0], SERVER, 5, ACK),  # a bare ACK: no connection yet
+        conn.data("rx", o1 + 100, d1[100:], T0),  # the first byte seen in rx: its origin
+        conn.data("rx", o3, d3, T0 + 1),  # out of order after the origin: waits
+        conn.data("rx", o0, d0, T0 + 2),  # before the origin: the unseen past, dropped
+        conn.data("tx", 3, login[3:], T0 + 3),  # tx has its own origin
+        conn.data("rx", o1, d1 + d2[:10], T0 + 4),  # straddles the origin: the new part counts
+        conn.data("rx", o2 + 10, d2[10:], T0 + 5),  # fills the hole: delivers d2 and d3
+        *(conn.data("rx", o, d, T0 + 6 + i) for i, (o, d) in enumerate(rest)),
+        conn.fin("rx", len(AMI_STREAM), T0 + 60),
+    ]
+    [session] = read_trace(write_capture(tmp_path / "mid.pcap", packets)).sessions
+    assert session.mid_stream
+    assert session.data("rx") == AMI_STREAM[o1 + 100 :]
+    assert session.data("tx") == login[3:]
+    assert session.start_time == T0 and session.peer == "10.0.0.2:40000 -> 10.0.0.1:5038"
+    assert [(r.t, r.direction, r.position) for r in session.records[:4]] == [
+        (0.0, "rx", "packet 2"),
+        (3.0, "tx", "packet 5"),
+        (4.0, "rx", "packet 6"),
+        (5.0, "rx", "packet 7"),
+    ]
+    assert session.records[2].data == d2[:10]
+
+
+def test_a_capture_with_the_syn_is_not_mid_stream(tmp_path: Path) -> None:
+    conn = Conn()
+    packets = [*conn.handshake(T0), conn.data("rx", 0, b"Asterisk Call Manager/11.0.0\r\n", T0)]
+    [session] = read_trace(write_capture(tmp_path / "whole.pcap", packets)).sessions
+    assert not session.mid_stream
+    [session] = read_trace(TRACES / "inbound-answered.jsonl").sessions
+    assert not session.mid_stream  # JSON Lines: recorded from the banner on
+
+
+def test_a_gap_after_joining_mid_stream_is_still_an_error(tmp_path: Path) -> None:
+    conn = Conn()
+    packets = [
+        conn.data("rx", 100, b"ChannelState: 6\r\n\r\n", T0),
+        conn.data("rx", 130, b"Event: Ping\r\n\r\n", T0 + 1),  # 11 bytes after the first
+    ]
+    path = write_capture(tmp_path / "midgap.pcap", packets)
     with pytest.raises(TraceError) as caught:
         read_trace(path)
-    assert str(caught.value).startswith(
-        f"{path}: packet 1: data in the TCP stream 10.0.0.1:5038 -> 10.0.0.2:40000 whose SYN"
-        " is not in the capture"
+    assert str(caught.value) == (
+        f"{path}: packet 1: gap in the TCP stream 10.0.0.1:5038 -> 10.0.0.2:40000"
+        " at offset 19 (11 bytes missing)"
     )
 
 
-def test_a_lost_syn_ack_is_an_error_for_the_server_side(tmp_path: Path) -> None:
+def test_a_lost_syn_ack_joins_the_server_side_mid_stream(tmp_path: Path) -> None:
     conn = Conn()
     syn, _, ack = conn.handshake(T0)
     packets = [syn, ack, conn.data("tx", 0, b"Action: Ping\r\n\r\n", T0 + 1)]
-    assert read_trace(write_capture(tmp_path / "a.pcap", packets)).sessions[0].data("tx")
+    [session] = read_trace(write_capture(tmp_path / "a.pcap", packets)).sessions
+    assert session.data("tx") and not session.mid_stream
     packets.append(conn.data("rx", 0, b"Response: Success\r\n\r\n", T0 + 2))
-    with pytest.raises(TraceError, match=r"packet 4: data in the TCP stream 10\.0\.0\.1:5038"):
-        read_trace(write_capture(tmp_path / "b.pcap", packets))
+    [session] = read_trace(write_capture(tmp_path / "b.pcap", packets)).sessions
+    assert session.mid_stream  # rx has no SYN: where its stream began is not known
+    assert session.data("rx") == b"Response: Success\r\n\r\n"
+
+
+def test_a_client_syn_after_a_mid_stream_connection_starts_a_new_one(tmp_path: Path) -> None:
+    conn = Conn()
+    again = Conn(client_isn=1000, server_isn=9)  # even the same client ISN: a new connection
+    packets = [
+        conn.data("rx", 50, b"Event: Ping\r\n\r\n", T0),
+        conn.fin("rx", 65, T0 + 1),
+        *again.handshake(T0 + 2),
+        again.data("rx", 0, b"Asterisk Call Manager/11.0.0\r\n", T0 + 3),
+    ]
+    first, second = read_trace(write_capture(tmp_path / "reopen.pcap", packets)).sessions
+    assert first.mid_stream and first.data("rx") == b"Event: Ping\r\n\r\n"
+    assert not second.mid_stream and second.start_time == T0 + 2
+    assert second.data("rx") == b"Asterisk Call Manager/11.0.0\r\n"
+
+
+def test_a_syn_ack_in_a_stream_joined_mid_stream_is_an_error(tmp_path: Path) -> None:
+    conn = Conn()
+    packets = [conn.data("rx", 50, b"Event: Ping\r\n\r\n", T0), conn.handshake(T0 + 1)[1]]
+    with pytest.raises(TraceError, match=r"packet 2: a SYN in the TCP stream 10\.0\.0\.1:5038"):
+        read_trace(write_capture(tmp_path / "synack.pcap", packets))
 
 
 def test_bare_acks_of_an_older_connection_are_ignored(tmp_path: Path) -> None:
@@ -396,6 +465,40 @@ def test_any_splitting_reordering_or_duplication_reassembles(
         assert times == sorted(times)
 
 
+@settings(max_examples=200, deadline=None)
+@given(shuffled_segments())
+def test_a_stream_joined_mid_stream_reassembles_from_its_first_segment(
+    tmp_path_factory: pytest.TempPathFactory,
+    case: tuple[bytes, int, list[tuple[int, int]], bool],
+) -> None:
+    data, isn, segments, _ = case
+    conn = Conn(server_isn=isn)  # no handshake: the first segment sent is the origin
+    packets = [
+        conn.data("rx", start, data[start:end], T0 + i / 1000)
+        for i, (start, end) in enumerate(segments)
+    ]
+    packets.append(conn.fin("rx", len(data), T0 + 10))
+    path = write_capture(tmp_path_factory.mktemp("mid") / "p.pcap", packets)
+    if not segments:
+        assert read_trace(path).sessions == ()  # a bare FIN: ignored
+        return
+    origin = segments[0][0]
+    covered = bytearray(len(data))
+    for start, end in segments:
+        covered[start:end] = b"\x01" * (end - start)
+    try:
+        [session] = read_trace(path).sessions
+    except TraceError as exc:
+        assert not all(covered[origin:]), exc
+        assert "gap in the TCP stream" in str(exc)
+        event("a hole after the origin: TraceError")
+    else:
+        assert all(covered[origin:])
+        event("joined at 0" if origin == 0 else "joined after 0")
+        assert session.mid_stream
+        assert session.data("rx") == data[origin:]
+
+
 def test_a_random_mix_of_everything(tmp_path: Path) -> None:
     """Three interleaved connections, both directions, reordering, and duplicates."""
     rng = random.Random(5038)
@@ -427,3 +530,34 @@ def test_a_random_mix_of_everything(tmp_path: Path) -> None:
         assert session.start_time == T0 + i
         assert session.data("rx") == streams[(i, "rx")]
         assert session.data("tx") == streams[(i, "tx")]
+
+
+# -- the real capture, as if tcpdump had been started later --------------------------------
+@pytest.mark.parametrize(
+    ("drop", "trim", "rx_lost", "tx_lost"),
+    [
+        (3, 0, 0, 0),  # the handshake only: every byte is there, but that cannot be known
+        (13, 0, 608, 318),  # up to the Originate's response: from the first Newchannel on
+        (13, 40, 648, 318),  # and the Newchannel's first 40 bytes: the tail of a message
+    ],
+)
+def test_the_real_capture_cut_at_its_start_reads_as_the_tail_of_each_stream(
+    tmp_path: Path, drop: int, trim: int, rx_lost: int, tx_lost: int
+) -> None:
+    source = TRACES / "inbound-answered.pcapng"
+    [whole] = read_trace(source).sessions
+    [tail] = read_trace(cut_capture(source, tmp_path / "cut.pcapng", drop, trim=trim)).sessions
+    assert tail.mid_stream and not whole.mid_stream
+    assert tail.data("rx") == whole.data("rx")[rx_lost:]
+    assert tail.data("tx") == whole.data("tx")[tx_lost:]
+    # Each record is the packet's it was in the whole capture, at the same absolute time (to
+    # the microsecond the copy's timestamps are written with).
+    kept = whole.records[-len(tail.records) :]
+    assert [(r.direction, r.data) for r in tail.records[1:]] == [
+        (r.direction, r.data) for r in kept[1:]
+    ]
+    assert tail.records[0].data == kept[0].data[trim:]
+    assert whole.start_time is not None and tail.start_time is not None
+    assert [tail.start_time + r.t for r in tail.records] == pytest.approx(
+        [whole.start_time + r.t for r in kept], abs=2e-6
+    )

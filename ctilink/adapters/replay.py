@@ -9,6 +9,12 @@ after another as successive connections of one switch: ``link_up`` at the start 
 session, every received chunk through ``AmiInbound`` (the live link's inbound path) at
 its time, ``link_down`` at the end. Bytes ctilink's side sent (``tx``) are not replayed.
 
+A ``mid_stream`` session (a capture that began after the connection opened) is decoded in
+the codec's mid-stream mode (no banner; the tail of the message in flight is skipped) and
+its ``link_up`` says "joined mid-session", so that a reader knows that calls already in
+progress when the capture began are not reported (the normalizer does not invent a call
+whose start it did not see). Calls that start later replay as from any trace.
+
 Event times are the trace's times: a session starts at ``start_time`` (or the capture's
 own clock for pcap, or now) and each following session one second after the previous
 one ended, so output is the same at any speed. ``speed`` only decides pacing: 0 replays as
@@ -46,7 +52,7 @@ def check_ami(trace: Trace) -> None:
     """Raise TraceError unless every session's rx bytes are a whole AMI stream."""
     name = trace.path
     for session in trace.sessions:
-        codec = AmiCodec()
+        codec = AmiCodec(mid_stream=session.mid_stream)
         record: TraceRecord | None = None
         try:
             for record in session.records:
@@ -149,7 +155,11 @@ class ReplayAdapter(SwitchAdapter):
                 self._publish(ev.LinkDown(switch=self.name, time=step.at, detail=f"end of {where}"))
                 return
             self.inbound.reset()
-            self._publish(ev.LinkUp(switch=self.name, time=step.at, detail=f"replaying {where}"))
+            detail = f"replaying {where}"
+            if step.session.mid_stream:
+                self.inbound.codec = AmiCodec(mid_stream=True)
+                detail += " (joined mid-session: calls already in progress are not reported)"
+            self._publish(ev.LinkUp(switch=self.name, time=step.at, detail=detail))
             self.sessions_started += 1
             if self.sessions_started > 1:
                 # A new connection to the switch: what the last one left open is unknown

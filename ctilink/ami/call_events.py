@@ -31,12 +31,10 @@ class CallEvents:
     def refresh(self, msg: AmiMessage) -> None:
         """Newstate, NewCallerid, NewConnectedLine: keep the channel's description current.
 
-        A state change is the first sign of a call that started in the dialplan, but only
-        of one whose start ctilink saw: a call met in the middle is not invented."""
+        A state change is the first sign of a call that started in the dialplan (announce
+        itself refuses a call whose start ctilink did not see)."""
         chan = self.book.channel(msg)
-        if chan is None or msg.name != "Newstate":
-            return
-        if any(c.complete for c in chan.call.channels.values()):
+        if chan is not None and msg.name == "Newstate":
             self.connections.announce(chan.call)
 
     def newexten(self, msg: AmiMessage) -> None:

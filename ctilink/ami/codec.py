@@ -15,6 +15,23 @@ only the first separator splits. Nothing is stripped, so an empty last value (Va
 terminator is a ``RemoteProtocolError`` and the codec refuses further input: the buffer
 never grows without bound.
 
+Joining a stream in the middle (``mid_stream=True``): a capture that began after the
+connection opened holds neither the banner nor, usually, the start of the message in
+flight, and nothing says whether its first bytes begin a message. No banner is expected,
+and nothing is decoded until the first ``\r\n\r\n`` has arrived. The bytes before it are
+taken for a whole message only if, at the very start of the stream (after any CR and LF,
+the end of the previous message's terminator), they begin with the line every AMI message
+begins with: ``Event: <name>``, ``Response: <name>`` or ``Action: <name>``. Otherwise they
+are the tail of a message whose start was not captured and are discarded, terminator
+included; ``bytes_skipped`` counts what was discarded. Always discarding would be simpler
+but would lose the first message of the usual capture, which begins at a TCP segment and so,
+Asterisk writing each message whole, at a message: a capture whose first bytes are a call's
+``Newchannel`` reports that call. The rule errs only when a segment begins exactly at a line
+inside a message that looks like a first line (a ``UserEvent: ...`` header cut after
+``User``, the ``Response`` header of a ``ChallengeResponseFailed`` event): that tail is then
+decoded as a message of its own, one stray message and never a framing error. The outcome
+does not depend on how the bytes are split.
+
 Usage, as in h11::
 
     codec = AmiCodec()
@@ -41,6 +58,9 @@ MAX_MESSAGE_SIZE: Final = 1 << 20
 _TERMINATOR: Final = b"\r\n\r\n"
 _BANNER = re.compile(r"^(?P<product>[^:/\r\n]+)/(?P<version>\S+)$")
 _KEY = re.compile(r"^[A-Za-z0-9_()\-.]+$")
+# The first line of any AMI message: what makes the bytes met first in mid-stream a message.
+_FIRST_LINE = re.compile(rb"(?:Event|Response|Action): [A-Za-z][A-Za-z0-9_\-]*\r\n")
+_CRLF: Final = b"\r\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,18 +81,28 @@ AmiItem = AmiBanner | AmiMessage | _Sentinel
 
 
 class AmiCodec:
-    """One direction of an AMI session. ``expect_banner`` is True for what a client reads."""
+    """One direction of an AMI session. ``expect_banner`` is True for what a client reads.
+
+    ``mid_stream`` joins a stream whose start was not seen (see the top): no banner, and
+    the bytes up to the first message boundary that can be recognised are skipped.
+    """
 
     def __init__(
-        self, *, expect_banner: bool = True, max_message_size: int = MAX_MESSAGE_SIZE
+        self,
+        *,
+        expect_banner: bool = True,
+        mid_stream: bool = False,
+        max_message_size: int = MAX_MESSAGE_SIZE,
     ) -> None:
         self._buffer = bytearray()
         self._scan_from = 0
-        self._await_banner = expect_banner
+        self._await_banner = expect_banner and not mid_stream
+        self._joining = mid_stream
         self._max = max_message_size
         self._eof = False
         self._error: RemoteProtocolError | None = None
         self.bytes_received = 0
+        self.bytes_skipped = 0
         self.messages_received = 0
 
     # -- input -----------------------------------------------------------------------------
@@ -93,7 +123,12 @@ class AmiCodec:
         if self._error is not None:
             raise self._error
         try:
-            item = self._banner() if self._await_banner else self._message()
+            if self._await_banner:
+                item = self._banner()
+            elif self._joining and not self._join():
+                item = NEED_DATA
+            else:
+                item = self._message()
         except RemoteProtocolError as exc:
             self._error = exc
             raise
@@ -135,6 +170,22 @@ class AmiCodec:
         del self._buffer[: end + 2]
         self._await_banner = False
         return AmiBanner(match["product"], match["version"])
+
+    def _join(self) -> bool:
+        """Skip to the first recognisable message boundary; False until it is known."""
+        end = self._buffer.find(_TERMINATOR, self._scan_from)
+        if end < 0:
+            self._scan_from = max(0, len(self._buffer) - 3)
+            self._check_bound("message")
+            return False
+        start = len(self._buffer) - len(self._buffer.lstrip(_CRLF))
+        whole = start < end and _FIRST_LINE.match(self._buffer, start) is not None
+        skip = start if whole else end + len(_TERMINATOR)
+        del self._buffer[:skip]
+        self.bytes_skipped += skip
+        self._scan_from = 0
+        self._joining = False
+        return True
 
     def _message(self) -> AmiItem:
         while True:

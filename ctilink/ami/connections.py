@@ -81,8 +81,8 @@ class Connections:
         if call.announced:
             return
         first = self.book.first_party(call)
-        if first is None:
-            return
+        if first is None or not first.complete:
+            return  # a call whose start ctilink did not see is not invented
         dialplan = self.book.partner(first) if first.half == 1 else None
         dialplan = dialplan or first
         called = names.known(dialplan.exten)

@@ -8,7 +8,9 @@ that went one way or the other (``records.py``). Two file kinds carry them:
 * JSON Lines (``jsonl.py``), the format ctilink writes when it records a live link: one
   session per file, no absolute time.
 * pcap and pcapng captures (``pcap.py``, reassembled by ``tcp.py``): one session per TCP
-  connection to or from the server port, with the capture's absolute time.
+  connection to or from the server port, with the capture's absolute time. A connection
+  whose opening the capture missed is a ``mid_stream`` session that starts where the
+  capture caught it.
 
 ``read_trace`` tells them apart by the first bytes (the pcap and pcapng magics), not by the
 name; a file named like a capture that lacks the magic is refused rather than read as JSON.

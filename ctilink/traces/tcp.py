@@ -11,15 +11,24 @@ segment's packet number and timestamp, then asks for the sessions.
   ``tx``. A SYN from the client with another ISN on the endpoints of a known connection
   starts a new connection (port reuse).
 * Each direction is reassembled alone by sequence number, byte 0 being the one after the
-  ISN its SYN carries; offsets are unwrapped next to the next expected byte, so streams may
-  pass 4 GiB. Bytes already delivered (retransmissions, overlaps) are dropped, keeping what
-  arrived first; a segment beyond the next expected byte waits in a heap until the hole
-  before it fills. Each packet that makes new bytes contiguous yields one record, stamped
-  with that packet's time. The payload of a RST is not stream data and is ignored.
+  ISN its SYN carries (or the first one seen, below); offsets are unwrapped next to the next
+  expected byte, so streams may pass 4 GiB. Bytes already delivered (retransmissions,
+  overlaps) are dropped, keeping what arrived first; a segment beyond the next expected byte
+  waits in a heap until the hole before it fills. Each packet that makes new bytes
+  contiguous yields one record, stamped with that packet's time. The payload of a RST is not
+  stream data and is ignored.
 * Payload in a direction whose SYN is not in the capture means the capture began in the
-  middle of the connection and its start is lost: an error. Segments without payload from
-  connections never seen opening (the last ACKs or FIN of a connection older than the
-  capture) carry nothing and are ignored.
+  middle of the connection (AMI connections live for days; a capture rarely holds their
+  start). That direction is joined there: the first payload byte seen is byte 0, later
+  segments before it are retransmissions of the unseen past and are dropped, holes after it
+  are errors as anywhere, and a SYN after it is an error. A connection with a direction
+  joined this way is a ``mid_stream`` session, whose bytes start wherever the capture caught
+  each direction, often in the middle of a message (the reader of the bytes resynchronises).
+  Endpoints seen first in mid-stream data name the server by the port; if both ends have
+  it, the sender is taken for the server. A client SYN on the endpoints of a mid-stream
+  connection starts a new connection. Segments without payload from connections never seen
+  opening (the last ACKs or FIN of a connection older than the capture) carry nothing and
+  are ignored.
 * At the end, a hole that never filled (bytes waiting beyond it, or a FIN beyond it) is an
   error naming the packet after which the bytes are missing: the last packet that added to
   that direction, or its SYN.
@@ -72,13 +81,6 @@ class _Broken(Exception):
     """What went wrong at the current packet; ``TcpSessions`` adds file and packet."""
 
 
-def _no_syn(label: str) -> _Broken:
-    return _Broken(
-        f"data in the TCP stream {label} whose SYN is not in the capture (the capture"
-        " began in the middle of the connection)"
-    )
-
-
 def format_endpoint(endpoint: Endpoint) -> str:
     address, port = endpoint
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
@@ -94,6 +96,7 @@ class _Stream:
         self._waiting: list[tuple[int, int, bytes]] = []  # heap of (offset, packet, bytes)
         self._last_packet = 0  # the last packet that added bytes (or the SYN)
         self._fin: int | None = None
+        self.joined = False  # True when byte 0 is the first one seen, not the one after a SYN
 
     @property
     def isn(self) -> int | None:
@@ -105,9 +108,10 @@ class _Stream:
             self._open(number, segment.seq)
         payload = b"" if segment.has(RST) else segment.payload
         if self._isn is None:
-            if payload:
-                raise _no_syn(self.label)
-            return b""
+            if not payload:
+                return b""
+            self._isn = (segment.seq - 1) % _SEQ_SPACE  # joined here: this byte is offset 0
+            self.joined = True
         offset = self._offset(segment.seq + 1 if segment.has(SYN) else segment.seq)
         if segment.has(FIN) and self._fin is None:
             self._fin = offset + len(payload)
@@ -139,6 +143,11 @@ class _Stream:
         if self._isn is None:
             self._isn = seq
             self._last_packet = number
+        elif self.joined:
+            raise _Broken(
+                f"a SYN in the TCP stream {self.label} after its data (the capture joined it"
+                " mid-stream)"
+            )
         elif seq != self._isn:
             raise _Broken(
                 f"a second SYN in the TCP stream {self.label} with another initial sequence number"
@@ -171,10 +180,18 @@ class _Connection:
         self.records: list[TraceRecord] = []
         self._last_t = 0.0
 
+    @property
+    def mid_stream(self) -> bool:
+        return any(stream.joined for stream in self.streams.values())
+
     def is_reopened_by(self, segment: Segment) -> bool:
         """Whether this client SYN starts a new connection on the same endpoints."""
         isn = self.streams["tx"].isn
-        return segment.src != self.client or (isn is not None and isn != segment.seq)
+        return (
+            segment.src != self.client
+            or self.mid_stream
+            or (isn is not None and isn != segment.seq)
+        )
 
     def receive(self, number: int, ts: Decimal, segment: Segment) -> None:
         direction: Direction = "rx" if segment.src == self.server else "tx"
@@ -184,7 +201,9 @@ class _Connection:
             self.records.append(TraceRecord(self._last_t, direction, data, f"packet {number}"))
 
     def session(self, index: int) -> TraceSession:
-        return TraceSession(index, tuple(self.records), float(self.first_ts), self.peer)
+        return TraceSession(
+            index, tuple(self.records), float(self.first_ts), self.peer, self.mid_stream
+        )
 
 
 class TcpSessions:
@@ -205,12 +224,9 @@ class TcpSessions:
             connection = None
         try:
             if connection is None:
-                if not segment.has(SYN):
-                    if segment.payload and not segment.has(RST):
-                        raise _no_syn(
-                            f"{format_endpoint(segment.src)} -> {format_endpoint(segment.dst)}"
-                        )
+                if not segment.has(SYN) and (not segment.payload or segment.has(RST)):
                     return  # a bare ACK/FIN/RST of a connection older than the capture
+                # A SYN, or data of a connection that began before the capture.
                 connection = self._open(number, ts, segment, opening)
                 self._live[key] = connection
                 self._all.append(connection)
