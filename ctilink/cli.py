@@ -3,6 +3,7 @@
     ctilink demo                    embedded demo: SQLite, a bundled trace as the switch
     ctilink run -c FILE             the daemon
     ctilink replay TRACE...         print the events a trace replays to (JSON Lines)
+    ctilink record --switch NAME --out FILE   record a running daemon's link
     ctilink check-config FILE       validate a configuration file
     ctilink db upgrade -c FILE      migrate the database to the current schema
 
@@ -96,6 +97,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="ISO 8601 time of the first session (default: capture time or now)",
     )
 
+    rec = sub.add_parser("record", help="record a running daemon's link into trace files")
+    rec.add_argument("--switch", required=True, help="the switch (link) to record")
+    rec.add_argument("--out", required=True, type=Path, help="the trace file to write")
+    rec.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=Path("/etc/ctilink/ctilink.toml"),
+        help="the daemon's configuration (for its state directory)",
+    )
+    rec.add_argument(
+        "--max-bytes",
+        type=int,
+        default=100_000_000,
+        help="rotate when a file reaches this size (default 100 MB)",
+    )
+    rec.add_argument("--keep", type=int, default=5, help="rotated files kept (default 5)")
+    rec.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="stop after this many seconds (default: until Ctrl-C)",
+    )
+
     check = sub.add_parser("check-config", help="validate a configuration file")
     check.add_argument("config", type=Path)
 
@@ -112,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": _demo,
         "run": _run,
         "replay": _replay,
+        "record": _record,
         "check-config": _check_config,
         "db": _db,
     }[args.command]
@@ -163,6 +189,28 @@ def _replay(args: argparse.Namespace) -> int:
         sys.stdout.flush()
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_OK
+
+
+def _record(args: argparse.Namespace) -> int:
+    from ctilink.config import load_config
+    from ctilink.daemon import CONTROL_SOCKET
+    from ctilink.record import RecordError, record, report
+
+    config = load_config(args.config)
+    try:
+        recording = record(
+            config.daemon.state_dir / CONTROL_SOCKET,
+            args.switch,
+            args.out,
+            max_bytes=args.max_bytes,
+            keep=args.keep,
+            duration=args.duration,
+        )
+    except RecordError as exc:
+        print(f"ctilink record: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    report(recording)
     return EXIT_OK
 
 

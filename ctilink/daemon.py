@@ -40,6 +40,7 @@ from ctilink.config import (
     SwitchConfig,
     default_config,
 )
+from ctilink.control import listen_control
 from ctilink.hub import Hub
 from ctilink.metrics import Metrics
 from ctilink.routing import RouteDecision, StaticRouter
@@ -48,6 +49,8 @@ from ctilink.screenpop.web import make_site
 from ctilink.store import EventLog
 
 log = logging.getLogger(__name__)
+
+CONTROL_SOCKET = "control.sock"  # in the state directory: ctilink record talks to it
 
 AdapterFactory = Callable[[SwitchConfig, Hub, Any], SwitchAdapter]
 
@@ -92,6 +95,7 @@ class CtilinkService(Service):
         self.event_socket: EventSocket | None = None
         self.port: IListeningPort | None = None
         self.fastagi_ports: list[IListeningPort] = []
+        self.control_port: IListeningPort | None = None
         self.ready: Deferred[CtilinkService] = Deferred()
         self._starting: Deferred[None] | None = None
 
@@ -119,6 +123,8 @@ class CtilinkService(Service):
             self.event_socket, registry=self.metrics.registry, readiness=self.readiness
         )
         self.port = await endpoint.listen(site)
+        control = self.config.daemon.state_dir / CONTROL_SOCKET
+        self.control_port = await listen_control(self.reactor, str(control), self.adapters)
         for switch, adapter in zip(self.config.switches, self.adapters, strict=True):
             if switch.asterisk is not None and switch.asterisk.fastagi is not None:
                 factory = self._fastagi(switch.name, adapter)
@@ -210,7 +216,7 @@ class CtilinkService(Service):
             await adapter.stop()
         if self.event_socket is not None:
             self.event_socket.close_all()
-        for port in (self.port, *self.fastagi_ports):
+        for port in (self.port, self.control_port, *self.fastagi_ports):
             if port is not None:
                 await maybeDeferred(port.stopListening)
         if self.store is not None:

@@ -502,3 +502,20 @@ async def test_a_live_link_and_a_replay_of_the_same_events_agree() -> None:
         replay_fixture("inbound-answered.jsonl").wire
     )
     await link.close()
+
+
+@aio_test
+async def test_a_tap_records_both_directions_without_the_secret() -> None:
+    link = Link(auth="plain")
+    recorded: list[tuple[str, bytes]] = []
+    link.adapter.taps.append(lambda at, direction, data: recorded.append((direction, data)))
+    link.adapter.start()
+    try:
+        await link.wait_for("link_resynced")
+        assert recorded[0] == ("rx", b"Asterisk Call Manager/11.0.0\r\n")
+        (login,) = [data for direction, data in recorded if b"Action: Login" in data]
+        assert b"Secret: ********" in login and SECRET.encode() not in login
+        assert any(d == "rx" and b"Event: FullyBooted" in data for d, data in recorded)
+        assert all(data.endswith(b"\r\n") for _, data in recorded)  # whole messages
+    finally:
+        await link.close()

@@ -102,8 +102,8 @@ def test_writer_refuses_what_the_format_cannot_carry(tmp_path: Path) -> None:
     path = tmp_path / "w.jsonl"
     with JsonlWriter(path) as writer:
         writer.write(TraceRecord(1.0, "rx", b"ok\r\n", "a"))
-        with pytest.raises(ValueError, match="not UTF-8"):
-            writer.write(TraceRecord(2.0, "rx", b"Caller: M\xfcller\r\n", "b"))
+        # A byte that is not UTF-8 (a Latin-1 caller name) is kept, as a \udcXX escape.
+        writer.write(TraceRecord(1.0, "rx", b"Caller: M\xfcller\r\n", "b"))
         with pytest.raises(ValueError, match="backwards"):
             writer.write(TraceRecord(0.5, "tx", b"x", "c"))
         with pytest.raises(ValueError, match="finite"):
@@ -112,8 +112,10 @@ def test_writer_refuses_what_the_format_cannot_carry(tmp_path: Path) -> None:
     records = read_trace(path).sessions[0].records
     assert [(r.t, r.direction, r.data) for r in records] == [
         (1.0, "rx", b"ok\r\n"),
+        (1.0, "rx", b"Caller: M\xfcller\r\n"),
         (1.0, "tx", "é".encode()),
     ]
+    assert b"\\udcfc" in path.read_bytes()
 
 
 GOOD = '{"t": 0.5, "dir": "rx", "data": "Event: X\\r\\n\\r\\n"}\n'

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ctilink.adapters.base import Tap
 from ctilink.ami.codec import AmiBanner, AmiCodec
 from ctilink.ami.message import AmiMessage
 from ctilink.ami.normalizer import AmiNormalizer
@@ -28,18 +29,25 @@ class AmiInbound:
         self._claim = claim
         self.codec = AmiCodec()
         self.banner: AmiBanner | None = None
+        self.banner_line = b""
+        self.taps: list[Tap] = []
 
-    def reset(self) -> None:
-        """A new connection: fresh framing state, expect a banner again."""
-        self.codec = AmiCodec()
+    def reset(self, mid_stream: bool = False) -> None:
+        """A new connection: fresh framing state, expect a banner again (unless the stream
+        is joined mid-connection, as a capture that began late)."""
+        self.codec = AmiCodec(mid_stream=mid_stream)
         self.banner = None
+        self.banner_line = b""
 
     def data_received(self, data: bytes, at: float) -> None:
         """Feed bytes received at ``at``; raises RemoteProtocolError on a broken stream."""
         self.codec.receive_data(data)
         for item in self.codec.events():
+            for tap in self.taps:
+                tap(at, "rx", self.codec.last_frame)
             if isinstance(item, AmiBanner):
                 self.banner = item
+                self.banner_line = self.codec.last_frame
             elif self._claim is not None and self._claim(item):
                 continue
             elif item.kind == "event":

@@ -62,6 +62,8 @@ from ctilink.model import events as ev
 
 log = logging.getLogger(__name__)
 
+# Never written to a recording: the login secret and the MD5 key derived from it.
+_SECRET_HEADERS = frozenset({"secret", "key"})
 RESYNC_TIMEOUT = 120.0  # a list of thousands of channels takes a while
 LOGOFF_WAIT = 1.0
 
@@ -117,6 +119,7 @@ class AsteriskAdapter(AsteriskCallControl):
         self.normalizer.register("AgentComplete", self.agent_complete)
         self.pending = PendingActions(reactor, prefix=f"ctilink-{name}")
         self.inbound = AmiInbound(self.normalizer, claim=self._claim)
+        self.inbound.taps = self.taps
         self._resync = Resync(self.normalizer)
         self._protocol: AmiClientProtocol | None = None
         self.state = "down"  # down, banner, login, up
@@ -163,6 +166,9 @@ class AsteriskAdapter(AsteriskCallControl):
 
     def _new_call_id(self) -> str:
         return self._call_ids()
+
+    def first_bytes(self) -> bytes:
+        return self.inbound.banner_line
 
     @property
     def up(self) -> bool:
@@ -328,6 +334,13 @@ class AsteriskAdapter(AsteriskCallControl):
             return fail(CommandError("invalid", f"{action}: {exc}"))
         deferred = self.pending.expect(action_id, action, timeout or self.options.action_timeout)
         protocol.send(payload)
+        if self.taps:
+            recorded = serialize(AmiMessage([
+                (key, "********" if key.lower() in _SECRET_HEADERS else value)
+                for key, value in headers
+            ]))  # fmt: skip
+            for tap in self.taps:
+                tap(self.reactor.seconds(), "tx", recorded)
         return deferred
 
     def send_action(

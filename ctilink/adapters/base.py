@@ -11,17 +11,21 @@ client always gets an answer. Names follow the CSTA services (ECMA-269).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
 
 from ctilink.errors import CommandError
 
-__all__ = ["AGENT_STATES", "CommandError", "SwitchAdapter"]
+__all__ = ["AGENT_STATES", "CommandError", "SwitchAdapter", "Tap"]
 
 # What set_agent_state accepts (CSTA agent states a client may ask for).
 AGENT_STATES = ("logged_on", "logged_off", "ready", "not_ready", "working_after_call")
+
+
+# A tap sees every whole protocol message crossing the link: (time, "rx"/"tx", exact bytes).
+Tap = Callable[[float, str, bytes], None]
 
 
 class SwitchAdapter:
@@ -32,6 +36,13 @@ class SwitchAdapter:
     def __init__(self, name: str, tenant: str = "default") -> None:
         self.name = name
         self.tenant = tenant
+        # ``ctilink record`` adds taps; adapters that can be recorded feed them.
+        self.taps: list[Tap] = []
+
+    def first_bytes(self) -> bytes:
+        """What the switch sent first on the current connection (the AMI banner), so a
+        recording that starts mid-connection still replays; empty if not known."""
+        return b""
 
     def start(self) -> None:
         """Begin talking to the switch (connect, or start replaying)."""

@@ -113,6 +113,7 @@ class ReplayAdapter(SwitchAdapter):
         self._start_time = start_time
         self.normalizer = AmiNormalizer(name, publish, call_id_factory=call_id_factory)
         self.inbound = AmiInbound(self.normalizer)
+        self.inbound.taps = self.taps
         self._pending: IDelayedCall | None = None
         self._done: Deferred[None] | None = None
         self._stopped = False
@@ -152,13 +153,14 @@ class ReplayAdapter(SwitchAdapter):
             source = os.path.basename(step.trace.path)
             where = f"{source} session {step.session.index + 1}"
             if step.edge is ev.LinkDown:
+                log.info("switch %s: link down (end of %s)", self.name, where)
                 self._publish(ev.LinkDown(switch=self.name, time=step.at, detail=f"end of {where}"))
                 return
-            self.inbound.reset()
+            self.inbound.reset(mid_stream=step.session.mid_stream)
             detail = f"replaying {where}"
             if step.session.mid_stream:
-                self.inbound.codec = AmiCodec(mid_stream=True)
                 detail += " (joined mid-session: calls already in progress are not reported)"
+            log.info("switch %s: link up (%s)", self.name, detail)
             self._publish(ev.LinkUp(switch=self.name, time=step.at, detail=detail))
             self.sessions_started += 1
             if self.sessions_started > 1:
@@ -171,6 +173,9 @@ class ReplayAdapter(SwitchAdapter):
             return
         assert step.record is not None
         self.inbound.data_received(step.record.data, step.at)
+
+    def first_bytes(self) -> bytes:
+        return self.inbound.banner_line
 
     # -- running ---------------------------------------------------------------------------
     def run_to_end(self) -> None:

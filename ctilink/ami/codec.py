@@ -167,6 +167,7 @@ class AmiCodec:
         match = _BANNER.match(line)
         if match is None:
             raise RemoteProtocolError(f"expected the AMI banner line, got {line[:80]!r}")
+        self.last_frame = bytes(self._buffer[: end + 2])
         del self._buffer[: end + 2]
         self._await_banner = False
         return AmiBanner(match["product"], match["version"])
@@ -206,6 +207,7 @@ class AmiCodec:
             message = parse_message(raw.decode("utf-8", "replace"))
             if message.headers or message.lines:
                 self.messages_received += 1
+                self.last_frame = raw + _TERMINATOR
                 return message
 
     def _check_bound(self, what: str, size: int | None = None) -> None:

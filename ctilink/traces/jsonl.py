@@ -8,8 +8,11 @@ The format is that of the real traces (``pbx-traces/asterisk-22/README.md``)::
 
 ``t`` is seconds since the connection opened: a finite number, never negative, never smaller
 than the line before. ``dir`` is ``rx`` (switch to ctilink) or ``tx`` (ctilink to switch).
-``data`` is text and the bytes are its UTF-8 encoding, so a string with a lone surrogate,
-which has no encoding, is refused. Other keys are ignored, so the format can grow.
+``data`` is text and the bytes are its UTF-8 encoding. A byte that is not UTF-8 (an old
+PBX's Latin-1 caller name) is written as the lone surrogate U+DC80+byte, escaped in JSON as
+``\\udcXX`` (Python's ``surrogateescape``), so a recording keeps every byte and reads back
+exactly; any other lone surrogate has no encoding and is refused. Other keys are ignored, so
+the format can grow.
 
 Reading checks every line before returning anything and names the first bad line. A file ends
 with a newline; blank lines after the last record carry nothing and are allowed, a blank line
@@ -19,8 +22,8 @@ duplicate keys and the NaN/Infinity extensions of Python's ``json`` are refused.
 
 Writing (``JsonlWriter``, ``write_jsonl``) produces the same format, one line per record,
 each written whole and flushed, so a recorder that dies leaves whole lines. A record the
-reader would refuse (bytes that are not UTF-8, ``t`` going backwards) is refused with
-``ValueError`` before anything of it is written.
+reader would refuse (``t`` going backwards) is refused with ``ValueError`` before anything
+of it is written.
 """
 
 from __future__ import annotations
@@ -148,7 +151,7 @@ def _data(value: object) -> bytes:
     if not isinstance(value, str):
         raise _LineError(f"'data' must be a string (got {_json_type(value)})")
     try:
-        return value.encode("utf-8")
+        return value.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError as exc:
         raise _LineError(
             f"'data' cannot be encoded as UTF-8 ({exc.reason} at character {exc.start})"
@@ -214,12 +217,7 @@ def encode_record(record: TraceRecord, previous_t: float = 0.0) -> bytes:
         raise ValueError(f"{record.position}: t goes backwards ({t} after {previous_t})")
     if record.direction not in DIRECTIONS:
         raise ValueError(f"{record.position}: direction must be rx or tx, not {record.direction!r}")
-    try:
-        text = record.data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(
-            f"{record.position}: data is not UTF-8 (byte {exc.start}); the JSON Lines trace"
-            " format carries text only"
-        ) from None
+    text = record.data.decode("utf-8", "surrogateescape")
     line = json.dumps({"t": t, "dir": record.direction, "data": text}, ensure_ascii=False)
-    return line.encode("utf-8") + b"\n"
+    # Lone surrogates (bytes that were not UTF-8) leave as JSON \\udcXX escapes.
+    return line.encode("utf-8", "backslashreplace") + b"\n"
