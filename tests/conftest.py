@@ -14,8 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from ctilink.logs import route_twisted_to_stdlib
+
+# Property tests check behaviour, not speed: no per-example deadline (CI machines are busy).
+settings.register_profile("ctilink", deadline=None)
+settings.load_profile("ctilink")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TRACES = FIXTURES / "pbx-traces"
