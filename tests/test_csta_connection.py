@@ -9,7 +9,7 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
-from ctilink.csta import CstaMessage, acse, rose
+from ctilink.csta import CstaMessage, acse, connection, rose
 from ctilink.csta.connection import (
     AssociationAccepted,
     AssociationRefused,
@@ -24,6 +24,7 @@ from ctilink.csta.connection import (
 )
 from ctilink.csta.framing import NEED_DATA, Framer
 from ctilink.csta.operations import CstaError
+from ctilink.errors import LocalProtocolError
 from tests.fixtures.csta import acse as acse_fixtures
 from tests.fixtures.csta import events, services
 
@@ -140,6 +141,20 @@ def test_results_are_matched_by_invoke_id() -> None:
     assert outcome(first) == CstaMessage("result", 1, "makeCall", {"callingDevice": services.CONN})
     assert outcome(second).argument == ("noData", None)
     assert link.conn.pending == 0
+
+
+def test_every_invoke_id_pending_refuses_another_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(connection, "_MAX_INVOKE_ID", 2)
+    link = Link()
+    link.associate()
+    link.conn.send_invoke("monitorStop", {"crossRefIdentifier": b"\x01"})
+    link.conn.send_invoke("monitorStop", {"crossRefIdentifier": b"\x02"})
+    with pytest.raises(LocalProtocolError, match="2 CSTA requests pending"):
+        link.conn.send_invoke("monitorStop", {"crossRefIdentifier": b"\x03"})
+    link.written()
+    link.feed(CstaMessage("result", 1, "monitorStop", services.NO_DATA))
+    link.conn.send_invoke("monitorStop", {"crossRefIdentifier": b"\x03"})
+    assert [m.invoke_id for m in link.written()] == [1]  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(

@@ -369,6 +369,8 @@ class CstaConnection:
 
     # -- pending requests ----------------------------------------------------------------
     def _next_id(self) -> int:
+        if len(self._pending) >= _MAX_INVOKE_ID:
+            raise LocalProtocolError(f"{_MAX_INVOKE_ID} CSTA requests pending")
         for invoke_id in self._ids:
             if invoke_id not in self._pending:
                 return invoke_id
