@@ -1,4 +1,5 @@
-"""The event socket over real TCP with real WebSocket clients (the `websockets` library)."""
+"""The event socket over real TCP with real WebSocket clients (the `websockets` library),
+authentication off (as in the demo); tokens, filters and resume have their own files."""
 
 from __future__ import annotations
 
@@ -94,15 +95,22 @@ async def test_two_clients_each_get_every_event(server: Server) -> None:
 async def test_client_garbage_gets_an_error_and_the_stream_goes_on(
     server: Server, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, "ctilink.screenpop.eventsocket")
+    caplog.set_level(logging.INFO, "ctilink.screenpop")
     async with websockets.connect(server.url) as ws:
         await recv_json(ws)
-        await ws.send("{not json")
-        error = await recv_json(ws)
-        assert (error["type"], error["code"]) == ("error", "unsupported")
+        for garbage, code in (
+            ("{not json", "bad_request"),
+            ("[1, 2]", "bad_request"),
+            ('{"type": "hello"}', "unsupported"),
+        ):
+            await ws.send(garbage)
+            error = await recv_json(ws)
+            validate_wire(error)
+            assert (error["type"], error["code"]) == ("error", code)
         server.hub.publish(delivered("c1"))
         assert (await recv_json(ws))["call_id"] == "c1"
-    assert any("sent a message" in r.getMessage() for r in caplog.records)
+    assert any("not a JSON object" in r.getMessage() for r in caplog.records)
+    assert any("unsupported message" in r.getMessage() for r in caplog.records)
 
 
 @aio_test
@@ -189,3 +197,20 @@ async def test_an_oversized_client_message_is_refused(server: Server) -> None:
         with pytest.raises(websockets.ConnectionClosed):  # autobahn fails the connection
             await asyncio.wait_for(ws.recv(), timeout=5)
     await until(lambda: len(server.socket.clients) == 0)
+
+
+@aio_test
+async def test_messages_of_every_frame_length_arrive_intact(server: Server) -> None:
+    # Frames are built once per event (7-bit, 16-bit and 64-bit payload lengths).
+    async with websockets.connect(server.url, max_size=None) as ws:
+        await recv_json(ws)
+        await until(lambda: len(server.socket.clients) == 1)
+        sizes = [0, 10, 200, 70_000]
+        for index, size in enumerate(sizes):
+            server.hub.publish(replace(delivered(f"c{index}"), data={"NOTES": "é" * size}))
+        for index, size in enumerate(sizes):
+            event = await recv_json(ws)
+            assert (event["call_id"], len(event.get("data", {}).get("NOTES", ""))) == (
+                f"c{index}",
+                size,
+            )

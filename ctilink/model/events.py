@@ -283,3 +283,72 @@ LINK_EVENT_TYPES: tuple[type[LinkEvent], ...] = (LinkUp, LinkDown, LinkResynced)
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls for cls in (*CALL_EVENT_TYPES, *AGENT_EVENT_TYPES, *LINK_EVENT_TYPES)
 }
+
+
+# -- ctilink's own statistics and callback events ----------------------------------------------
+# Published by consumers (``ctilink.screenpop.stats``, ``ctilink.screenpop.callbacks``), never
+# by adapters; ``time`` is ctilink's clock when the figures were taken or the callback changed.
+# Optional fields are absent on the wire when None, like every non-call, non-agent event.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueStats(Event):
+    """Real-time figures of one queue (ACD group), published when they change."""
+
+    TYPE = "queue_stats"
+    queue: str
+    calls_waiting: int
+    longest_wait_seconds: float
+    agents_ready: int
+    agents_busy: int
+    agents_not_ready: int
+    agents_working_after_call: int
+    calls_offered: int
+    calls_answered: int
+    calls_abandoned: int
+    answered_within_target: int
+    service_level_target_seconds: float
+    counters_since: str
+    service_level_percent: float | None = None
+    average_speed_of_answer_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentStats(Event):
+    """Real-time figures of one agent, published when they change."""
+
+    TYPE = "agent_stats"
+    agent: str
+    state: AgentState
+    state_since: str
+    seconds_in_state: float
+    calls_handled: int
+    queues: tuple[str, ...] = ()
+    reason: str | None = None
+    agent_name: str | None = None
+    device: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallbackChanged(Event):
+    """A web callback request was made or changed status (queued, dialling, connected,
+    completed, failed, cancelled)."""
+
+    TYPE = "callback"
+    callback_id: str
+    queue: str
+    number: str
+    status: str
+    attempts: int
+    requested: str
+    name: str | None = None
+    not_before: str | None = None
+    agent: str | None = None
+    device: str | None = None
+    call_id: str | None = None
+    error: str | None = None
+    data: Mapping[str, str] = field(default_factory=dict)
+
+
+CTILINK_EVENT_TYPES: tuple[type[Event], ...] = (QueueStats, AgentStats, CallbackChanged)
+EVENT_TYPES.update({cls.TYPE: cls for cls in CTILINK_EVENT_TYPES})
