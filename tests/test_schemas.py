@@ -234,6 +234,7 @@ SOCKET_MESSAGES = {
     "gap": SCHEMA_DIR,
     "error": SCHEMA_DIR,
     "subscribe": SCHEMA_DIR / "client",  # sent by clients
+    "ack": SCHEMA_DIR / "client",
 }
 
 
