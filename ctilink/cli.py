@@ -4,6 +4,7 @@
     ctilink run -c FILE             the daemon
     ctilink replay TRACE...         print the events a trace replays to (JSON Lines)
     ctilink record --switch NAME --out FILE   record a running daemon's link
+    ctilink simulate csta --listen PORT [--xml]   a CSTA switch simulator on TCP
     ctilink check-config FILE       validate a configuration file
     ctilink db upgrade -c FILE      migrate the database to the current schema
 
@@ -88,7 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--switch", default="replay", help="switch name in the events")
     replay.add_argument(
-        "--port", type=int, default=5038, help="AMI server port inside pcap captures (default 5038)"
+        "--protocol",
+        choices=("auto", "ami", "csta"),
+        default="auto",
+        help="the switch protocol in the traces; auto: CSTA for hex JSON Lines, else AMI",
+    )
+    replay.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="the switch's TCP port inside pcap captures (default 5038 AMI, 2555 CSTA)",
     )
     replay.add_argument(
         "--start-time",
@@ -121,6 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after this many seconds (default: until Ctrl-C)",
     )
 
+    simulate = sub.add_parser(
+        "simulate",
+        help="run a switch simulator speaking real protocol bytes",
+        description="ctilink simulate csta --listen PORT [--xml]: see 'ctilink simulate csta -h'",
+    )
+    simulate.add_argument("kind", choices=("csta",), help="the switch protocol")
+    simulate.add_argument("options", nargs=argparse.REMAINDER, help="the simulator's options")
+
     check = sub.add_parser("check-config", help="validate a configuration file")
     check.add_argument("config", type=Path)
 
@@ -138,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run": _run,
         "replay": _replay,
         "record": _record,
+        "simulate": _simulate,
         "check-config": _check_config,
         "db": _db,
     }[args.command]
@@ -156,11 +175,20 @@ def _replay(args: argparse.Namespace) -> int:
     from ctilink.model.events import Event
     from ctilink.model.wire import event_json
 
-    traces = load_replay(args.traces, port=args.port)
     hub = Hub()
-    adapter = ReplayAdapter(
-        args.switch, traces, hub.publish, speed=args.speed, start_time=args.start_time
-    )
+    adapter: ReplayAdapter
+    if _is_csta(args.protocol, args.traces):
+        from ctilink.adapters.csta_replay import CSTA_PORT, CstaReplayAdapter, load_csta_replay
+
+        csta = load_csta_replay(args.traces, port=args.port or CSTA_PORT)
+        adapter = CstaReplayAdapter(
+            args.switch, csta, hub.publish, speed=args.speed, start_time=args.start_time
+        )
+    else:
+        traces = load_replay(args.traces, port=args.port or 5038)
+        adapter = ReplayAdapter(
+            args.switch, traces, hub.publish, speed=args.speed, start_time=args.start_time
+        )
     if args.emit == "jsonl":
         live = args.speed > 0
 
@@ -190,6 +218,20 @@ def _replay(args: argparse.Namespace) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_OK
+
+
+def _is_csta(protocol: str, traces: Sequence[Path]) -> bool:
+    if protocol != "auto":
+        return protocol == "csta"
+    from ctilink.adapters.csta_trace import is_hex_jsonl
+
+    return bool(traces) and all(is_hex_jsonl(path) for path in traces)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from ctilink.csta.simulator import main as simulate_csta
+
+    return simulate_csta(args.options)
 
 
 def _record(args: argparse.Namespace) -> int:

@@ -189,3 +189,62 @@ def test_a_call_met_during_its_setup_is_not_reported(
     # Packet 32 on: the call is on its way to the queue; its channels' Newchannel is lost.
     events = replayed(cut_capture(CAPTURE, tmp_path / "cut.pcapng", 31), capsys)
     assert [e for e in events if "call_id" in e] == []
+
+
+CSTA_TRACE = Path(__file__).parent / "fixtures" / "csta" / "inbound-answered.jsonl"
+
+
+def test_a_csta_trace_is_recognised_and_replays_one_answered_call() -> None:
+    auto = run_cli("replay", str(CSTA_TRACE), "--start-time", "2026-11-22T00:00:00Z")
+    forced = run_cli(
+        "replay", str(CSTA_TRACE), "--protocol", "csta", "--start-time", "2026-11-22T00:00:00Z"
+    )
+    assert auto.returncode == forced.returncode == 0, auto.stderr
+    strip = lambda e: {k: v for k, v in e.items() if k != "call_id"}  # noqa: E731
+    events = [json.loads(line) for line in auto.stdout.splitlines()]
+    assert [strip(e) for e in events] == [
+        strip(json.loads(line)) for line in forced.stdout.splitlines()
+    ]
+    for event in events:
+        validate_wire(event)
+    calls = {e["call_id"] for e in events if "call_id" in e}
+    assert len(calls) == 1
+    types = [e["type"] for e in events]
+    assert types.index("delivered") < types.index("established") < types.index("call_cleared")
+
+
+def test_an_ami_trace_read_as_csta_is_refused_clearly() -> None:
+    done = run_cli("replay", "--protocol", "csta", str(TRACES / "inbound-answered.jsonl"))
+    assert done.returncode == 2
+    assert "not a valid CSTA stream" in done.stderr
+    assert done.stdout == ""
+
+
+def test_simulate_csta_listens_and_answers_an_association() -> None:
+    import socket
+
+    from ctilink.csta import acse
+    from ctilink.csta.framing import NEED_DATA, Framer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = Path(sys.executable).parent / "ctilink"
+    with subprocess.Popen(
+        [str(script), "simulate", "csta", "--listen", str(port), "--once"],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as sim:
+        try:
+            assert sim.stdout is not None
+            assert f"listening on 127.0.0.1:{port}" in sim.stdout.readline()
+            framer = Framer()
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as link:
+                link.sendall(framer.frame(acse.encode(acse.AssociateRequest())))
+                reply = Framer(role="server")
+                while (pdu := reply.next_pdu()) is NEED_DATA:
+                    reply.receive_data(link.recv(4096))
+            assert isinstance(pdu, bytes)
+            assert isinstance(acse.decode(pdu), acse.AssociateResponse)
+        finally:
+            sim.terminate()

@@ -88,6 +88,17 @@ def _hex_records(name: str, content: bytes) -> list[TraceRecord]:
     return records
 
 
+def is_hex_jsonl(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a CSTA hex JSON Lines trace (its first record has ``"hex"``)."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(4096)
+    except OSError:
+        return False  # the reader reports it
+    first = next((line for line in head.split(b"\n") if line.strip()), b"")
+    return not is_capture(head[:4]) and b'"hex"' in first
+
+
 def read_csta_trace(path: str | os.PathLike[str], *, port: int) -> Trace:
     """A capture of TCP ``port``, a hex JSON Lines trace, or a ``data`` JSON Lines trace."""
     name = os.fspath(path)
