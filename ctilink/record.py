@@ -40,20 +40,34 @@ class Recording:
     rotations: int = 0
     files: list[Path] = field(default_factory=list)
 
+    cut: int = 0  # records of an unfinished message left out at the end
+
     def __post_init__(self) -> None:
         self._file = self.out.open("wb")
         self._size = 0
+        self._held: list[bytes] = []
+        self._whole = True
 
     def write(self, line: bytes) -> None:
+        """Add one trace record. Records are held back while the switch's stream is in the
+        middle of a message (a TCP read ends anywhere), so that a file never ends, and a
+        rotation never cuts, inside a message: every file replays on its own."""
+        self._held.append(line)
+        self._whole = _ends_whole(line, self._whole, first=not self.prologue)
+        if self._whole:
+            self._write(b"".join(self._held), len(self._held))
+            self._held.clear()
+
+    def _write(self, lines: bytes, count: int) -> None:
         if not self.prologue and self.records == 0:
-            self.prologue = line
-        elif self._size + len(line) > self.max_bytes and self._size > len(self.prologue):
+            self.prologue = lines
+        elif self._size + len(lines) > self.max_bytes and self._size > len(self.prologue):
             self._rotate()
-        self._file.write(line)
+        self._file.write(lines)
         self._file.flush()
-        self._size += len(line)
-        self.written += len(line)
-        self.records += 1
+        self._size += len(lines)
+        self.written += len(lines)
+        self.records += count
 
     def _rotate(self) -> None:
         self._file.close()
@@ -69,7 +83,25 @@ class Recording:
         self._size = len(self.prologue)
 
     def close(self) -> None:
+        self.cut = len(self._held)
+        self._held.clear()
         self._file.close()
+
+
+def _ends_whole(line: bytes, whole: bool, *, first: bool) -> bool:
+    """Whether the received stream ends on a message boundary after ``line`` (``whole``:
+    whether it did before). AMI text records are read; other records (CSTA frames in hex,
+    sent actions) leave it as it was."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return whole
+    data = record.get("data") if isinstance(record, dict) else None
+    if record.get("dir") != "rx" or not isinstance(data, str) or not data:
+        return whole
+    if first:  # the banner: one line
+        return data.endswith("\r\n")
+    return data.endswith("\r\n\r\n")
 
 
 def record(
@@ -162,6 +194,11 @@ def report(recording: Recording) -> None:
     rotated = f" (+{recording.rotations} rotations)" if recording.rotations else ""
     print(
         f"ctilink record: {recording.records} records, {recording.written} bytes"
-        f" into {recording.out}{rotated}",
+        f" into {recording.out}{rotated}"
+        + (
+            f"; {recording.cut} record(s) of an unfinished message left out"
+            if recording.cut
+            else ""
+        ),
         file=sys.stderr,
     )

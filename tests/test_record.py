@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ctilink.record import Recording
 from tests.conftest import TRACES
 from tests.test_operations import Daemon
 
@@ -99,3 +100,24 @@ def test_record_refuses_an_unknown_switch_and_a_stopped_daemon(tmp_path: Path) -
         assert "no switch named 'nope'" in wrong.stderr
     finally:
         daemon.stop()
+
+
+def test_a_recording_never_ends_or_rotates_inside_a_message(tmp_path: Path) -> None:
+    def rx(data: str) -> bytes:
+        return json.dumps({"t": 0.0, "dir": "rx", "data": data}).encode() + b"\n"
+
+    banner = rx("Asterisk Call Manager/11.0.0\r\n")
+    whole = rx("Event: FullyBooted\r\nPrivilege: system,all\r\n\r\n")
+    half, rest = rx("Event: Hangup\r\nChan"), rx("nel: PJSIP/201-1\r\n\r\n")
+    recording = Recording(tmp_path / "r.jsonl", max_bytes=len(banner) + len(whole) + 1, keep=2)
+    for line in (banner, whole, half, rest, whole, half):
+        recording.write(line)
+    recording.close()
+    # Every file holds whole messages after the banner: the message split over two reads
+    # went into one file, and the unfinished one at the end was left out and counted.
+    assert (tmp_path / "r.jsonl.2").read_bytes() == banner + whole
+    assert (tmp_path / "r.jsonl.1").read_bytes() == banner + half + rest
+    assert (tmp_path / "r.jsonl").read_bytes() == banner + whole
+    assert (recording.records, recording.rotations, recording.cut) == (5, 2, 1)
+    for path in (tmp_path / "r.jsonl", tmp_path / "r.jsonl.1", tmp_path / "r.jsonl.2"):
+        assert ctilink("replay", str(path)).returncode == 0
