@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -164,6 +165,13 @@ def upgrade(url: str | URL, revision: str = "head") -> None:
 def downgrade(url: str | URL, revision: str) -> None:
     """Take the schema of ``url`` back to ``revision`` (``"base"``: no tables)."""
     command.downgrade(alembic_config(url), revision)
+
+
+def head_revision() -> str:
+    """The newest migration this version of ctilink ships."""
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
 
 
 def current_revision(url: str | URL) -> str | None:

@@ -103,5 +103,7 @@ def empty_pg_url(database: str) -> str:
     with psycopg.connect(
         f"host={PG_HOST} port={PG_PORT} user=postgres dbname={database}", autocommit=True
     ) as connection:
-        connection.execute("DROP TABLE IF EXISTS event_log, alembic_version")
+        # Every migration's tables, whatever the head is: start from an empty schema.
+        connection.execute("DROP SCHEMA public CASCADE")
+        connection.execute("CREATE SCHEMA public")
     return pg_url(database)

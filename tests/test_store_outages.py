@@ -19,16 +19,14 @@ import pytest
 import pytest_twisted
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
-from twisted.internet import reactor
-from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import Clock
-from twisted.protocols import portforward
 
 from ctilink import db
 from ctilink.hub import Hub
 from ctilink.model.events import Event
 from ctilink.model.wire import event_json
 from ctilink.store import EventLog
+from tests.routing_outages import Forwarder
 from tests.stores import (
     PG_HOST,
     PG_PORT,
@@ -56,42 +54,6 @@ class Outage(Protocol):
     async def close(self) -> None: ...
 
 
-class _Forwarder(portforward.ProxyServer):
-    def connectionMade(self) -> None:
-        self.factory.live.add(self)
-        super().connectionMade()
-
-    def connectionLost(self, reason: Any) -> None:
-        self.factory.live.discard(self)
-        super().connectionLost(reason)
-
-
-class PostgresOutage:
-    """A TCP forwarder to the real server: down aborts every connection and closes the port."""
-
-    def __init__(self, database: str) -> None:
-        self.factory = portforward.ProxyFactory(PG_HOST, PG_PORT)
-        self.factory.protocol = _Forwarder
-        self.factory.live = set()
-        self.port: IListeningPort = reactor.listenTCP(0, self.factory, interface=PG_HOST)
-        self.number = self.port.getHost().port
-        self.url = pg_url(database, port=self.number)
-
-    async def down(self) -> None:
-        await self.port.stopListening()
-        for forwarder in list(self.factory.live):
-            forwarder.transport.abortConnection()
-            if forwarder.peer is not None:
-                forwarder.peer.transport.abortConnection()
-
-    async def up(self) -> None:
-        self.port = reactor.listenTCP(self.number, self.factory, interface=PG_HOST)
-
-    async def close(self) -> None:
-        if self.port.connected:
-            await self.down()
-
-
 class SqliteOutage:
     """Another connection holding the write lock: writers get 'database is locked'."""
 
@@ -116,11 +78,11 @@ class SqliteOutage:
 @pytest_twisted.async_yield_fixture()
 async def outage(backend: str, url: str, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     """A way to take the migrated database of the backend under test down and up again."""
-    switch: PostgresOutage | SqliteOutage
+    switch: Forwarder | SqliteOutage
     if backend == "sqlite":
         switch = SqliteOutage(url)
     else:
-        switch = PostgresOutage(request.getfixturevalue("pg_database"))
+        switch = Forwarder(request.getfixturevalue("pg_database"))
     yield switch
     await switch.close()
 

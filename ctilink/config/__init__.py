@@ -43,6 +43,7 @@ from ctilink.config.loader import default_config, load_config, parse_config
 from ctilink.config.model import (
     DEFAULT_LISTEN,
     DEFAULT_STATE_DIR,
+    ROUTING_STRATEGIES,
     SQLITE_FILE_NAME,
     AsteriskOptions,
     Config,
@@ -58,6 +59,7 @@ from ctilink.config.model import (
 __all__ = [
     "DEFAULT_LISTEN",
     "DEFAULT_STATE_DIR",
+    "ROUTING_STRATEGIES",
     "SQLITE_FILE_NAME",
     "AsteriskOptions",
     "Config",

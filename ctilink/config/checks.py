@@ -210,6 +210,34 @@ def array_of(item: Check, *, empty: bool = False, unique: bool = False) -> Check
     return typed(expected, list, then=convert)
 
 
+def mapping_of(what: str, key_pattern: str, item: Check, *, fold_case: bool = False) -> Check:
+    """A TOML table whose keys match ``key_pattern`` (``what`` describes them) and whose
+    values pass ``item``, as a sorted tuple of (key, value) pairs; with ``fold_case`` the
+    keys are lower-cased (two keys differing only in case are an error). An error names
+    the key (``tier_priority.VIP``)."""
+    regex = re.compile(key_pattern)
+    expected = f"a table of {what} to {item.expected}"
+
+    def convert(value: dict[str, Any], ctx: Context) -> tuple[tuple[str, Any], ...]:
+        out: dict[str, Any] = {}
+        seen: dict[str, str] = {}
+        for name, element in value.items():
+            if regex.fullmatch(name) is None:
+                raise Invalid(f"expected {what}, got {show(name)}", key("", name))
+            try:
+                converted = item.convert(element, ctx)
+            except Invalid as exc:
+                raise exc.under(key("", name)) from None
+            folded = name.lower() if fold_case else name
+            if folded in seen:
+                raise Invalid(f"duplicate of {show(seen[folded])} (case is ignored)", key("", name))
+            seen[folded] = name
+            out[folded] = converted
+        return tuple(sorted(out.items()))
+
+    return typed(expected, dict, then=convert)
+
+
 class _NoReactor:
     """Stands in for the reactor while a description is parsed: endpoints only store it."""
 

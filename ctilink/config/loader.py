@@ -23,8 +23,10 @@ from ctilink.config.checks import (
     Context,
     Field,
     Invalid,
+    array_of,
     directory,
     integer,
+    mapping_of,
     matching,
     one_of,
     os_reason,
@@ -32,12 +34,14 @@ from ctilink.config.checks import (
     reject_unknown,
     secret_env,
     secret_file,
+    show,
     table,
     typed,
 )
 from ctilink.config.model import (
     DEFAULT_LISTEN,
     DEFAULT_STATE_DIR,
+    ROUTING_STRATEGIES,
     SQLITE_FILE_NAME,
     Config,
     DaemonConfig,
@@ -98,16 +102,55 @@ _EVENT_SOCKET_FIELDS: Final[Mapping[str, Field]] = {
     "listen": Field(ENDPOINT, DEFAULT_LISTEN),
 }
 
+
+def _region(value: str, ctx: Context) -> str:
+    from ctilink.routing.numbers import is_region  # phonenumbers' metadata, when needed
+
+    if not is_region(value):
+        raise Invalid(f"expected {_REGION_EXPECTED}, got {show(value)}")
+    return value
+
+
+_REGION_EXPECTED: Final = "a region code (ISO 3166 alpha-2 in capitals, e.g. US or FR)"
+_QUEUE_NAME: Final = matching("a queue name (1-80 of A-Z a-z 0-9 _ -)", r"[A-Za-z0-9_-]{1,80}")
+_DATA_NAME: Final = matching("a call data name (1-64 of A-Z a-z 0-9 _ -)", r"[A-Za-z0-9_-]{1,64}")
+
 _ROUTING_FIELDS: Final[Mapping[str, Field]] = {
-    "default_queue": Field(
-        matching("a queue name (1-80 of A-Z a-z 0-9 _ -)", r"[A-Za-z0-9_-]{1,80}"), None
-    ),
+    "default_queue": Field(_QUEUE_NAME, None),
     "default_priority": Field(integer(0, 100), 0),
     "default_agent": Field(
         matching("a device or agent id (1-80 of A-Z a-z 0-9 _ . -)", r"[A-Za-z0-9_.-]{1,80}"),
         None,
     ),
     "budget_ms": Field(integer(10, 5000), 300),
+    "lookup_timeout_ms": Field(integer(1, 4999), None),
+    "strategies": Field(
+        array_of(one_of(*ROUTING_STRATEGIES), empty=True, unique=True), list(ROUTING_STRATEGIES)
+    ),
+    "default_region": Field(typed(_REGION_EXPECTED, str, then=_region), "US"),
+    "trunk_prefix": Field(matching("0-4 digits", r"[0-9]{0,4}"), ""),
+    "account_keys": Field(
+        array_of(_DATA_NAME, empty=True, unique=True), ["CUSTOMER_ACCOUNT", "account"]
+    ),
+    "queue_keys": Field(array_of(_DATA_NAME, empty=True, unique=True), ["queue"]),
+    "last_agent_days": Field(integer(0, 3650), 30),
+    "tier_priority": Field(
+        mapping_of(
+            "tier names (1-40 of A-Z a-z 0-9 _ -)",
+            r"[A-Za-z0-9_-]{1,40}",
+            integer(0, 100),
+            fold_case=True,
+        ),
+        {"vip": 10},
+    ),
+    "closed_destination": Field(_QUEUE_NAME, None),
+    "overflow_queue": Field(_QUEUE_NAME, None),
+    "overflow_wait_seconds": Field(integer(0, 86400), 0),
+    "handle_seconds": Field(integer(1, 86400), 180),
+    "cache_size": Field(integer(0, 10_000_000), 10_000),
+    "cache_ttl_seconds": Field(integer(0, 86400), 60),
+    "refresh_seconds": Field(integer(1, 3600), 5),
+    "pop_history": Field(integer(0, 100), 5),
 }
 
 
@@ -153,6 +196,7 @@ def _build(document: Mapping[str, Any], ctx: Context, source: Path | None) -> Co
     switches = read_switches(document.get("switch", []), ctx)
     routing = RoutingConfig(**_section(document, "routing", _ROUTING_FIELDS, ctx))
     _check_default_route(switches, routing)
+    _check_lookup_timeout(routing)
     return Config(
         source=source,
         daemon=daemon,
@@ -176,6 +220,16 @@ def _check_default_route(switches: tuple[SwitchConfig, ...], routing: RoutingCon
                 " default route is needed: set default_queue or default_agent",
                 "routing",
             )
+
+
+def _check_lookup_timeout(routing: RoutingConfig) -> None:
+    """The default route is answered after a lookup times out: that must be in budget."""
+    if routing.lookup_timeout_ms is not None and routing.lookup_timeout_ms >= routing.budget_ms:
+        raise Invalid(
+            f"expected an integer less than budget_ms ({routing.budget_ms}), got"
+            f" {routing.lookup_timeout_ms}",
+            "routing.lookup_timeout_ms",
+        )
 
 
 # -- entry points -------------------------------------------------------------------------

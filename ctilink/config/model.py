@@ -76,14 +76,56 @@ class EventSocketConfig:
     listen: str
 
 
+# The routing service's strategies (ctilink.routing.strategies), in their default order.
+ROUTING_STRATEGIES: Final = (
+    "business_hours",
+    "identify",
+    "vip",
+    "last_agent",
+    "preferred_agent",
+    "skills",
+    "longest_idle",
+    "overflow",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class RoutingConfig:
-    """How route requests are answered when nothing better is known in time."""
+    """How route requests are answered: the default route, the budget, and the routing
+    service's strategies and lookups (``ctilink.routing``). Defaults are the file's."""
 
     default_queue: str | None  # the queue answered when no decision is made; None: none
     default_priority: int  # 0-100
     default_agent: str | None  # a device/agent id to route to by default; None: none
     budget_ms: int  # how long a decision may take before the default route is answered
+    lookup_timeout_ms: int | None = None  # database lookups of a decision; None: budget/2
+    strategies: tuple[str, ...] = ROUTING_STRATEGIES  # evaluated in this order
+    default_region: str = "US"  # ISO 3166 alpha-2: how national numbers are read
+    trunk_prefix: str = ""  # the PBX's outside-line prefix on caller ids; "" none
+    account_keys: tuple[str, ...] = ("CUSTOMER_ACCOUNT", "account")  # IVR account data
+    queue_keys: tuple[str, ...] = ("queue",)  # route data naming the queue asked for
+    last_agent_days: int = 30  # 0: never route to the last agent
+    tier_priority: tuple[tuple[str, int], ...] = (("vip", 10),)  # lower-case tier, priority
+    closed_destination: str | None = None  # queue for closed hours when a queue has none
+    overflow_queue: str | None = None  # overflow target when a queue has none
+    overflow_wait_seconds: int = 0  # estimated wait beyond which to overflow; 0 never
+    handle_seconds: int = 180  # average handle time when a queue has none
+    cache_size: int = 10_000  # callers kept in the lookup cache
+    cache_ttl_seconds: int = 60  # how long a cached caller is trusted
+    refresh_seconds: int = 5  # how often directory changes (imports) are looked for
+    pop_history: int = 5  # past interactions in a screen pop
+
+    @property
+    def lookup_timeout(self) -> float:
+        """Seconds the lookups of one decision may take (half the budget by default)."""
+        if self.lookup_timeout_ms is None:
+            return self.budget_ms / 2000
+        return self.lookup_timeout_ms / 1000
+
+    @property
+    def tier_priorities(self) -> dict[str, int]:
+        """Tier (lower case) → queue priority."""
+        return dict(self.tier_priority)
 
 
 @dataclass(frozen=True, slots=True)
