@@ -28,12 +28,14 @@ Families (names and units per Prometheus conventions):
     ctilink_event_log_written_total              events stored in the database
     ctilink_event_log_dropped_total              events the event log had to drop
     ctilink_database_up                          0 while the event log cannot write
+    ctilink_database_errors_total{component}     failed writes and lookups (event_log, routing,
+                                                 audit, interactions)
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -157,6 +159,7 @@ class _Sources:
         self.log_written: Callable[[], int] = lambda: 0
         self.log_dropped: Callable[[], int] = lambda: 0
         self.database_up: Callable[[], bool] = lambda: True
+        self.database_errors: Callable[[], Mapping[str, int]] = dict
 
 
 class _StateCollector(Collector):
@@ -223,6 +226,14 @@ class _StateCollector(Collector):
             "Events the event log dropped (buffer full during an outage)",
             value=sources.log_dropped(),
         )
+        errors = CounterMetricFamily(
+            "ctilink_database_errors",
+            "Failed database operations, by component",
+            labels=["component"],
+        )
+        for component, count in sorted(sources.database_errors().items()):
+            errors.add_metric([component], count)
+        yield errors
         yield GaugeMetricFamily(
             "ctilink_database_up",
             "0 while the database cannot be written",

@@ -163,6 +163,7 @@ class EventLog:
         self._writers = 0  # writes started and not finished (waiting for the lock or running)
         self._timer: DelayedCall | None = None
         self._failures = 0  # consecutive failed writes; > 0 means an outage
+        self.errors = 0  # failed writes since start (a metric)
         self._outage_since = 0.0
         self._episode_dropped = 0
         self._drop_reported = False
@@ -440,6 +441,7 @@ class EventLog:
 
     def _note_failure(self, exc: Exception) -> None:
         self._failures += 1
+        self.errors += 1
         if self._failures == 1:
             self._outage_since = self._clock.seconds()
             log.error(

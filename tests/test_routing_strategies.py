@@ -375,3 +375,24 @@ async def test_target_from_route_data_default_queue_and_default_agent(
     )
     assert decision == RouteDecision(None, "7000", 0, "default")
     assert step(row, "target") == ("none", "no queue serves this call")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_reload_changes_the_rules_from_the_next_decision(
+    routing_url: str, make_engine: Engines
+) -> None:
+    standard_directory(routing_url)
+    tracker = StateTracker()
+    live_agent(tracker, "6001")
+    service, audit = make_service(routing_url, make_engine, tracker, clock_at(), settings())
+    before = await service.route(query("call-1", calling=None))
+    service.reconfigure(settings(strategies=("business_hours",), default_queue="sales"))
+    after = await service.route(query("call-2", calling=None))
+    assert service.default == RouteDecision("sales", None, 0, "fallback")
+    await audit.flush()
+    assert (before.agent, before.rule) == ("6001", "longest_idle")
+    assert after.agent is None and after.rule != "longest_idle"
+    assert [s["strategy"] for s in stored_decisions(routing_url, "call-2")[0]["steps"]] == [
+        "target",
+        "business_hours",
+    ]

@@ -94,6 +94,7 @@ class BatchWriter(Generic[T]):
         self._writers = 0
         self._timer: IDelayedCall | None = None
         self._failures = 0
+        self.errors = 0  # failed batch writes since start (a metric)
         self._outage_since = 0.0
         self._closed = False
 
@@ -269,6 +270,7 @@ class BatchWriter(Generic[T]):
 
     def _note_failure(self, exc: Exception) -> None:
         self._failures += 1
+        self.errors += 1
         if self._failures == 1:
             self._outage_since = self.clock.seconds()
             log.error(

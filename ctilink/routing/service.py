@@ -121,11 +121,29 @@ class RoutingService:
             settings.default_region, settings.trunk_prefix
         )
         self.audit = audit
-        self.lookup_timeout = settings.lookup_timeout
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self.breaker_after = breaker_after
         self.reference: Reference | None = None
+        self.reconfigure(settings)
+        self.decisions = 0  # requests answered (fallbacks included)
+        self.fallbacks = 0  # answered with the default route because of the database
+        self.rules: Counter[str] = Counter()
+        self.latencies: deque[float] = deque(maxlen=10_000)  # seconds, most recent
+        self._failures = 0  # failed lookups in a row
+        self.errors = 0  # failed lookups since start (a metric)
+        self._trips = 0  # times the breaker opened in this outage
+        self._tripped = False  # requests do not wait for the database (but the probe)
+        self._retry_at = 0.0
+        self._outage_since = 0.0
+        self._outage_fallbacks = 0
+        self._probing = False
+
+    def reconfigure(self, settings: RoutingConfig) -> None:
+        """Rules, thresholds, lookup timeout and default route from ``settings`` (a
+        reload), from the next decision on."""
+        self.settings = settings
+        self.lookup_timeout = settings.lookup_timeout
         self.default: RouteDecision | None = None
         if settings.default_queue is not None or settings.default_agent is not None:
             self.default = RouteDecision(
@@ -134,17 +152,6 @@ class RoutingService:
                 settings.default_priority,
                 "fallback",
             )
-        self.decisions = 0  # requests answered (fallbacks included)
-        self.fallbacks = 0  # answered with the default route because of the database
-        self.rules: Counter[str] = Counter()
-        self.latencies: deque[float] = deque(maxlen=10_000)  # seconds, most recent
-        self._failures = 0  # failed lookups in a row
-        self._trips = 0  # times the breaker opened in this outage
-        self._tripped = False  # requests do not wait for the database (but the probe)
-        self._retry_at = 0.0
-        self._outage_since = 0.0
-        self._outage_fallbacks = 0
-        self._probing = False
 
     def tenant(self, switch: str) -> str:
         return self.tenants.get(switch, "default")
@@ -295,6 +302,7 @@ class RoutingService:
 
     def _note_failure(self, exc: BaseException, now: float) -> None:
         self._failures += 1
+        self.errors += 1
         if (
             self._tripped
             or not isinstance(exc, TimeoutError)

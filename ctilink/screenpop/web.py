@@ -34,10 +34,15 @@ def _json(request: Request, body: dict[str, Any], code: int = 200) -> bytes:
 
 class _Root(Resource):
     def getChild(self, path: bytes, request: Request) -> IResource:
+        if path == b"" and not request.postpath:  # "/" itself: what is served here
+            return self
         return notFound()
 
     def render_GET(self, request: Request) -> bytes:
         body = {"service": "ctilink", "version": __version__, "events": "/events"}
+        for name, path in ((b"api", "/api/v1"), (b"desktop", "/desktop/")):
+            if name in self.children:  # mounted by the daemon
+                body[name.decode()] = path
         return _json(request, body)
 
 
