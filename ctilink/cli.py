@@ -146,11 +146,51 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     upgrade = db_sub.add_parser("upgrade", help="migrate the database to the current schema")
     upgrade.add_argument("-c", "--config", required=True, type=Path)
+    from ctilink.routing import commands as routing_commands
+
+    routing_commands.add_arguments(sub, db_sub)
+
+    token = sub.add_parser("token", help="issue event socket / API tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    new = token_sub.add_parser(
+        "new",
+        help="make a token: prints the secret once and its [[token]] entry",
+        description="Make a bearer token. The secret is printed once on stdout; only its"
+        " SHA-256 goes into the token file ([event_socket] tokens_file), which the daemon"
+        " reads again on SIGHUP.",
+    )
+    new.add_argument("--id", required=True, help="the token's name in logs (unique)")
+    new.add_argument("--tenant", required=True, help="the tenant whose events it sees")
+    new.add_argument("--scope", choices=("read", "control"), default="read")
+    for limit in ("agents", "queues", "devices"):
+        new.add_argument(
+            f"--{limit}",
+            type=_names,
+            default=None,
+            help=f"limit it to these {limit} (comma-separated)",
+        )
+    new.add_argument(
+        "--expires", type=_posix, default=None, help="ISO 8601 expiry (default: never)"
+    )
+    new.add_argument(
+        "--file", type=Path, default=None, help="append the entry to this token file (mode 600)"
+    )
     return parser
+
+
+def _names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "routing_command", None) is not None:
+        from ctilink.routing import commands as routing_commands
+
+        return routing_commands.run(args)
     command = {
         "demo": _demo,
         "run": _run,
@@ -159,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "simulate": _simulate,
         "check-config": _check_config,
         "db": _db,
+        "token": _token,
     }[args.command]
     try:
         return command(args)
@@ -170,22 +211,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from ctilink.adapters.factories import resolve_replay
     from ctilink.adapters.replay import ReplayAdapter, load_replay
     from ctilink.hub import Hub
     from ctilink.model.events import Event
     from ctilink.model.wire import event_json
 
     hub = Hub()
+    protocol, port = resolve_replay(args.protocol, args.traces, args.port)
     adapter: ReplayAdapter
-    if _is_csta(args.protocol, args.traces):
-        from ctilink.adapters.csta_replay import CSTA_PORT, CstaReplayAdapter, load_csta_replay
+    if protocol == "csta":
+        from ctilink.adapters.csta_replay import CstaReplayAdapter, load_csta_replay
 
-        csta = load_csta_replay(args.traces, port=args.port or CSTA_PORT)
+        csta = load_csta_replay(args.traces, port=port)
         adapter = CstaReplayAdapter(
             args.switch, csta, hub.publish, speed=args.speed, start_time=args.start_time
         )
     else:
-        traces = load_replay(args.traces, port=args.port or 5038)
+        traces = load_replay(args.traces, port=port)
         adapter = ReplayAdapter(
             args.switch, traces, hub.publish, speed=args.speed, start_time=args.start_time
         )
@@ -218,14 +261,6 @@ def _replay(args: argparse.Namespace) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_OK
-
-
-def _is_csta(protocol: str, traces: Sequence[Path]) -> bool:
-    if protocol != "auto":
-        return protocol == "csta"
-    from ctilink.adapters.csta_trace import is_hex_jsonl
-
-    return bool(traces) and all(is_hex_jsonl(path) for path in traces)
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -262,6 +297,12 @@ def _check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     kinds = ", ".join(f"{s.name} ({s.kind})" for s in config.switches) or "none"
     print(f"{args.config}: OK; switches: {kinds}; event socket: {config.event_socket.listen}")
+    if config.event_socket.auth == "none":
+        print(
+            f'{args.config}: warning: [event_socket] auth = "none": anyone who can reach'
+            f" {config.event_socket.listen} sees every event",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
@@ -272,6 +313,35 @@ def _db(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     db.upgrade(config.database.connect_url())
     print(f"database {db.masked(config.database.connect_url())} is at the current schema")
+    return EXIT_OK
+
+
+def _token(args: argparse.Namespace) -> int:
+    from ctilink.screenpop.auth import TokenStore, new_token
+
+    secret, token = new_token(
+        args.id,
+        args.tenant,
+        args.scope,
+        agents=args.agents,
+        queues=args.queues,
+        devices=args.devices,
+        expires=args.expires,
+    )
+    entry = token.to_toml()
+    if args.file is not None:
+        existing = TokenStore.load(args.file) if args.file.exists() else TokenStore()
+        try:  # a duplicate id is refused before anything is written
+            TokenStore([*existing, token])
+        except ValueError as exc:
+            raise ConfigError(f"{args.file}: {exc}") from None
+        fd = os.open(args.file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a") as f:
+            f.write(("\n" if existing else "") + entry)
+        print(f"ctilink token: entry {args.id!r} added to {args.file}", file=sys.stderr)
+    else:
+        print(entry, file=sys.stderr)
+    print(secret)
     return EXIT_OK
 
 
@@ -286,10 +356,10 @@ def _demo(args: argparse.Namespace) -> int:
     from ctilink.daemon import demo_config
     from ctilink.runner import run_daemon
 
-    config = demo_config(
+    config, token = demo_config(
         args.dir, host=args.host, port=args.port, speed=args.speed, log_level=args.log_level
     )
-    return run_daemon(config, demo=True)
+    return run_daemon(config, demo_token=token)
 
 
 if __name__ == "__main__":

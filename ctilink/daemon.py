@@ -5,20 +5,27 @@ Theory of operation
 ``CtilinkService`` is a Twisted service. Building it builds the switch adapters (so a
 trace that cannot be read, or an unknown kind, fails before anything listens). Starting
 it, in order: opens the database and continues event numbering after the last stored
-event; binds the web site (event socket at ``/events``) on the configured endpoint;
-starts every switch. ``ready`` fires when all of that is done. Stopping reverses it:
-switches first (no new events), then clients are told, the listener closes, and the event
-log is flushed and closed.
+event; builds the event socket (tokens, tenants, resume from the event log), screen-pop
+acknowledgements, the routing runtime (customer database, routing service, interaction
+history, screen pops: subscribed last to the hub), live statistics, web callbacks and the
+command API; binds the web site (``/events``, ``/api/v1``, ``/desktop/``, ``/metrics``,
+``/healthz``, ``/readyz``) on the configured endpoint; starts every switch. ``ready``
+fires when all of that is done. Stopping reverses it: switches first (no new events),
+then clients are told, the listener closes, interactions are written, and the event log
+is flushed and closed.
+
+Route requests (FastAGI, CSTA routeRequest) go to ``routes`` (``ctilink.routing.Routes``):
+the configured default route until the routing service has started, then the service.
 
 ``reload`` applies a new configuration where that is possible without dropping links or
-clients (log level, routing defaults); what needs a restart is logged as such.
+clients (log level, routing rules and default route, tokens); what needs a restart is
+logged as such.
 ``ctilink.runner`` runs the service as a process (signals, systemd notifications).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +38,7 @@ from twisted.internet.interfaces import IListeningPort
 
 from ctilink import db, logs
 from ctilink.adapters.base import SwitchAdapter
-from ctilink.adapters.replay import ReplayAdapter, load_replay
+from ctilink.adapters.factories import build_adapter
 from ctilink.agi.server import FastAgiFactory
 from ctilink.config import (
     Config,
@@ -43,8 +50,16 @@ from ctilink.config import (
 from ctilink.control import listen_control
 from ctilink.hub import Hub
 from ctilink.metrics import Metrics
-from ctilink.routing import RouteDecision, StaticRouter
+from ctilink.routing import RouteDecision, Routes, StaticRouter
+from ctilink.routing.admin import DEMO_TENANT
+from ctilink.routing.runtime import RoutingRuntime, start_routing
+from ctilink.screenpop.acks import Acks, install_acks
+from ctilink.screenpop.api import CommandApi, mount
+from ctilink.screenpop.auth import Authenticator, Scope, TokenStore, new_token
+from ctilink.screenpop.callbacks import Callbacks
+from ctilink.screenpop.desktop import mount_desktop
 from ctilink.screenpop.eventsocket import EventSocket
+from ctilink.screenpop.stats import Statistics
 from ctilink.screenpop.web import make_site
 from ctilink.store import EventLog
 
@@ -52,43 +67,22 @@ log = logging.getLogger(__name__)
 
 CONTROL_SOCKET = "control.sock"  # in the state directory: ctilink record talks to it
 
-AdapterFactory = Callable[[SwitchConfig, Hub, Any], SwitchAdapter]
-
-
-def _replay_adapter(switch: SwitchConfig, hub: Hub, reactor: Any) -> SwitchAdapter:
-    options = switch.replay
-    assert options is not None
-    traces = load_replay(options.traces, port=options.port)
-    return ReplayAdapter(
-        switch.name,
-        traces,
-        hub.publish,
-        clock=reactor,
-        speed=options.speed,
-        loop=options.loop,
-        tenant=switch.tenant,
-    )
-
-
-def _asterisk_adapter(switch: SwitchConfig, hub: Hub, reactor: Any) -> SwitchAdapter:
-    from ctilink.adapters.asterisk import AsteriskAdapter
-
-    assert switch.asterisk is not None
-    return AsteriskAdapter(switch.name, switch.asterisk, hub.publish, reactor, tenant=switch.tenant)
-
-
-ADAPTERS: dict[str, AdapterFactory] = {"replay": _replay_adapter, "asterisk": _asterisk_adapter}
-
 
 class CtilinkService(Service):
     def __init__(self, config: Config, reactor: Any) -> None:
         self.config = config
         self.reactor = reactor
         self.hub = Hub()
+        self.routes = Routes(*_static_routes(config))
         self.adapters = [
-            ADAPTERS[switch.kind](switch, self.hub, reactor) for switch in config.switches
+            build_adapter(switch, self.hub, reactor, self.routes) for switch in config.switches
         ]
         self.store: EventLog | None = None
+        self.routing: RoutingRuntime | None = None
+        self.authenticator = Authenticator(TokenStore(), reactor)
+        self.acks: Acks | None = None
+        self.statistics: Statistics | None = None
+        self.callbacks: Callbacks | None = None
         self.metrics = Metrics(self.hub.tracker, reactor.seconds)
         self.hub.subscribe(self.metrics)
         self.fastagi: list[FastAgiFactory] = []
@@ -113,15 +107,52 @@ class CtilinkService(Service):
         self._starting.addCallbacks(lambda _: self.ready.callback(self), self.ready.errback)
 
     async def _start(self) -> None:
-        engine = db.create_engine(self.config.database.connect_url())
+        config = self.config
+        engine = db.create_engine(config.database.connect_url())
         self.store = EventLog(engine, clock=self.reactor)
         first = await self.store.start(self.hub)
-        self.event_socket = EventSocket(self.hub, self.reactor)
+        tokens = _tokens(config.event_socket)
+        if tokens is not None:
+            self.authenticator.store = tokens
+        self.event_socket = EventSocket(
+            self.hub,
+            self.reactor,
+            tokens=tokens,
+            tenants={switch.name: switch.tenant for switch in config.switches},
+            event_log=self.store,
+            max_backlog=config.event_socket.max_backlog,
+            history=self.store.retention,
+        )
         self._wire_metrics(self.event_socket, self.store)
-        endpoint = serverFromString(self.reactor, self.config.event_socket.listen)
+        # Acknowledgements subscribe before the routing runtime: its screen popper must
+        # be the hub's last subscriber (it publishes from inside its consumer call).
+        self.acks = install_acks(self.event_socket, self.hub, self.reactor, self.metrics.registry)
+        self.routing = await start_routing(
+            config,
+            config.database.connect_url(),
+            self.hub,
+            self.hub.tracker,
+            self.reactor,
+            config.daemon.state_dir,
+        )
+        self.routes.router = self.routing.router
+        by_name = {adapter.name: adapter for adapter in self.adapters}
+        self.statistics = Statistics(self.hub, self.reactor)
+        self.callbacks = Callbacks(self.hub, by_name, self.reactor)
+        api = CommandApi(
+            self.hub,
+            by_name,
+            self.authenticator,
+            self.reactor,
+            statistics=self.statistics,
+            callbacks=self.callbacks,
+        )
+        endpoint = serverFromString(self.reactor, config.event_socket.listen)
         site = make_site(
             self.event_socket, registry=self.metrics.registry, readiness=self.readiness
         )
+        mount(site.resource, api)
+        mount_desktop(site.resource)
         self.port = await endpoint.listen(site)
         control = self.config.daemon.state_dir / CONTROL_SOCKET
         self.control_port = await listen_control(self.reactor, str(control), self.adapters)
@@ -144,10 +175,10 @@ class CtilinkService(Service):
         )
 
     def _fastagi(self, switch: str, adapter: SwitchAdapter) -> FastAgiFactory:
-        """The FastAGI routing entry of an Asterisk switch, answering from the routing
-        service (the configured default route until the routing issue lands)."""
-        router, default = _static_routes(self.config)
+        """The FastAGI routing entry of an Asterisk switch, answering from ``routes``."""
         normalizer = getattr(adapter, "normalizer", None)
+        fallback = self.routes.fallback
+        assert fallback is not None  # the configuration requires a default route here
 
         def resolve_call(uniqueid: str, channel: str) -> str:
             assert normalizer is not None
@@ -155,11 +186,11 @@ class CtilinkService(Service):
 
         return FastAgiFactory(
             switch,
-            router,
+            self.routes,
             self.hub.publish,
             resolve_call,
             self.reactor,
-            fallback=default,
+            fallback=fallback,
             budget=self.config.routing.budget_ms / 1000,
         )
 
@@ -171,6 +202,15 @@ class CtilinkService(Service):
         sources.log_written = lambda: store.written
         sources.log_dropped = lambda: store.dropped
         sources.database_up = lambda: not store.failing
+        sources.database_errors = self._database_errors
+
+    def _database_errors(self) -> dict[str, int]:
+        errors = {"event_log": self.store.errors if self.store is not None else 0}
+        if self.routing is not None:
+            errors["routing"] = self.routing.router.errors
+            errors["audit"] = self.routing.audit.errors
+            errors["interactions"] = self.routing.recorder.errors
+        return errors
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready when every configured link is up and the database can be written."""
@@ -187,21 +227,35 @@ class CtilinkService(Service):
 
     def reload(self, new: Config) -> list[str]:
         """Apply what can change live; returns what needs a restart to take effect."""
+        tokens = _tokens(new.event_socket)  # a bad token file refuses the reload (ConfigError)
+        old = self.config
         logs.set_level(new.daemon.log_level)
+        static, self.routes.fallback = _static_routes(new)
+        if self.routing is None:
+            self.routes.router = static
+        else:
+            self.routing.reconfigure(new.routing)
         for factory in self.fastagi:
-            factory.router, factory.fallback = _static_routes(new)
-        later = [
-            name
-            for name, old, now in (
-                ("[[switch]]", self.config.switches, new.switches),
-                ("[event_socket]", self.config.event_socket, new.event_socket),
-                ("[database]", self.config.database, new.database),
-                ("[daemon] state_dir/log_format",
-                 (self.config.daemon.state_dir, self.config.daemon.log_format),
-                 (new.daemon.state_dir, new.daemon.log_format)),
-            )
-            if old != now
-        ]  # fmt: skip
+            if self.routes.fallback is not None:  # required by the config where FastAGI is
+                factory.fallback = self.routes.fallback
+        if self.event_socket is not None and old.event_socket.auth == new.event_socket.auth:
+            store = tokens if tokens is not None else TokenStore()
+            if tokens is not None:
+                self.event_socket.replace_tokens(store)
+            self.authenticator.store = store
+        restart_only = (
+            ("[[switch]]", old.switches, new.switches),
+            ("[database]", old.database, new.database),
+            ("[event_socket] listen/auth/max_backlog",
+             (old.event_socket.listen, old.event_socket.auth, old.event_socket.max_backlog),
+             (new.event_socket.listen, new.event_socket.auth, new.event_socket.max_backlog)),
+            ("[routing] default_region/trunk_prefix/cache/refresh",
+             _routing_restart_keys(old), _routing_restart_keys(new)),
+            ("[daemon] state_dir/log_format",
+             (old.daemon.state_dir, old.daemon.log_format),
+             (new.daemon.state_dir, new.daemon.log_format)),
+        )  # fmt: skip
+        later = [name for name, before, after in restart_only if before != after]
         self.config = replace(new, switches=self.config.switches)
         return later
 
@@ -214,14 +268,22 @@ class CtilinkService(Service):
             self._starting.cancel()
         for adapter in self.adapters:
             await adapter.stop()
+        for part in (self.statistics, self.callbacks, self.acks):
+            if part is not None:
+                part.close()
         if self.event_socket is not None:
             self.event_socket.close_all()
         for port in (self.port, self.control_port, *self.fastagi_ports):
             if port is not None:
                 await maybeDeferred(port.stopListening)
+        if self.routing is not None:
+            await self.routing.close()  # interactions of the calls that just ended, too
         if self.store is not None:
             await self.store.close()
         log.info("ctilink stopped")
+
+
+DEMO_AGENT = "6001"  # the agent who answers in the demo's traces
 
 
 def demo_config(
@@ -231,30 +293,62 @@ def demo_config(
     port: int = 8765,
     speed: float = 1.0,
     log_level: str = "info",
-) -> Config:
-    """The embedded demo: SQLite in ``work_dir`` and the bundled traces looping."""
+) -> tuple[Config, str]:
+    """The embedded demo: SQLite in ``work_dir``, the bundled traces looping, and a fresh
+    control token for the demo tenant (its file in ``work_dir``, written now; returned
+    secret shown to the user once). The database is seeded by ``ctilink.runner``."""
     from ctilink.demo import TRACES
 
-    base = default_config(work_dir.resolve())
+    work_dir = work_dir.resolve()
+    base = default_config(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    secret, token = new_token("demo", DEMO_TENANT, Scope.CONTROL)
+    tokens_file = work_dir / "tokens.toml"
+    tokens_file.write_text(
+        "# The demo's token, made anew by each `ctilink demo` run.\n" + token.to_toml()
+    )
+    tokens_file.chmod(0o600)
     interface = host.replace(":", "\\:")
-    return replace(
+    config = replace(
         base,
         daemon=replace(base.daemon, log_level=log_level),
-        event_socket=EventSocketConfig(listen=f"tcp:port={port}:interface={interface}"),
+        event_socket=EventSocketConfig(
+            listen=f"tcp:port={port}:interface={interface}",
+            auth="token",
+            tokens_file=tokens_file,
+        ),
         switches=(
             SwitchConfig(
                 name="demo",
                 kind="replay",
-                tenant="default",
+                tenant=DEMO_TENANT,
                 replay=ReplayOptions(traces=TRACES, loop=True, speed=speed, port=5038),
             ),
         ),
     )
+    return config, secret
 
 
-def _static_routes(config: Config) -> tuple[StaticRouter, RouteDecision]:
-    """The router and the fallback the configured default route gives."""
+def _tokens(settings: EventSocketConfig) -> TokenStore | None:
+    """The token store of ``[event_socket]`` (None: authentication off)."""
+    if settings.auth == "none":
+        return None
+    assert settings.tokens_file is not None  # the configuration checks it
+    return TokenStore.load(settings.tokens_file)
+
+
+def _routing_restart_keys(config: Config) -> tuple[object, ...]:
     routing = config.routing
+    return (routing.default_region, routing.trunk_prefix, routing.cache_size,
+            routing.cache_ttl_seconds, routing.refresh_seconds)  # fmt: skip
+
+
+def _static_routes(config: Config) -> tuple[StaticRouter | None, RouteDecision | None]:
+    """The router and the fallback the configured default route gives (None, None when no
+    default route is configured: the configuration requires one where routes are asked)."""
+    routing = config.routing
+    if routing.default_queue is None and routing.default_agent is None:
+        return None, None
     default = RouteDecision(
         queue=routing.default_queue,
         agent=routing.default_agent,

@@ -42,8 +42,11 @@ log = logging.getLogger(__name__)
 STOP_BOUND = 5.0  # seconds a clean stop may take
 
 
-def run_daemon(config: Config, *, demo: bool = False, notifier: Notifier | None = None) -> int:
-    """Run until stopped by a signal; returns the process exit status."""
+def run_daemon(
+    config: Config, *, demo_token: str | None = None, notifier: Notifier | None = None
+) -> int:
+    """Run until stopped by a signal; returns the process exit status. ``demo_token``:
+    this is ``ctilink demo`` (its database is seeded; the token is shown to the user)."""
     logs.configure(config.daemon.log_level, config.daemon.log_format)
     state_dir = config.daemon.state_dir
     try:
@@ -55,20 +58,27 @@ def run_daemon(config: Config, *, demo: bool = False, notifier: Notifier | None 
     log.info("preparing the database %s", db.masked(url))
     try:
         db.upgrade(url)
+        if demo_token is not None:
+            from ctilink.routing.admin import seed_demo
+
+            seed_demo(url, default_region=config.routing.default_region)
     except Exception as exc:
         log.error("cannot prepare the database %s: %s", db.masked(url), one_line(exc))
         return 1
     from ctilink.reactor import install_asyncio_reactor
 
     reactor = install_asyncio_reactor()
-    return _Process(config, reactor, demo, notifier or Notifier()).run()
+    return _Process(config, reactor, demo_token, notifier or Notifier()).run()
 
 
 class _Process:
-    def __init__(self, config: Config, reactor: Any, demo: bool, notifier: Notifier) -> None:
+    def __init__(
+        self, config: Config, reactor: Any, demo_token: str | None, notifier: Notifier
+    ) -> None:
         self.config = config
         self.reactor = reactor
-        self.demo = demo
+        self.demo = demo_token is not None
+        self.demo_token = demo_token
         self.notifier = notifier
         self.service = CtilinkService(config, reactor)
         self.status = 0
@@ -96,11 +106,15 @@ class _Process:
         self.notifier.ready(service.link_summary())
         if self.demo:
             host, port = service.address
+            web = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
             print(
                 f"ctilink demo: replaying real Asterisk traces in a loop; database "
                 f"{self.config.daemon.state_dir / 'ctilink.sqlite3'}\n"
-                f"ctilink demo: connect a WebSocket client to ws://{host}:{port}/events"
-                " (Ctrl-C to stop)",
+                f"ctilink demo: this run's token (tenant default, control): {self.demo_token}\n"
+                f"ctilink demo: agent desktop http://{web}/desktop/ (sign in as agent 6001"
+                " with the token)\n"
+                f"ctilink demo: event socket ws://{web}/events?access_token=<token>;"
+                f" REST API http://{web}/api/v1 (Ctrl-C to stop)",
                 flush=True,
             )
 

@@ -42,15 +42,30 @@ def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path.resolve()
 
 
-def load(text: str, environ: Mapping[str, str] | None = None) -> Config:
+# Event socket authentication off: what ``load`` adds to a text without an [event_socket]
+# table, so that tests of other sections need no token file. (``error`` adds nothing: the
+# event socket is checked last, after any other section's error.)
+NO_AUTH = '[event_socket]\nauth = "none"\n'
+
+
+def write_and_load(text: str, environ: Mapping[str, str] | None = None) -> Config:
     Path("ctilink.toml").write_text(textwrap.dedent(text))
     return load_config("ctilink.toml", environ=environ)
+
+
+def load(text: str, environ: Mapping[str, str] | None = None) -> Config:
+    """``text`` (with ``NO_AUTH`` if it has no [event_socket] table) written to
+    ``ctilink.toml`` and loaded."""
+    text = textwrap.dedent(text)
+    if "[event_socket]" not in text:
+        text += "\n" + NO_AUTH
+    return write_and_load(text, environ)
 
 
 def error(text: str, environ: Mapping[str, str] | None = None) -> str:
     """The one-line message loading ``text`` fails with."""
     with pytest.raises(ConfigError) as info:
-        load(text, environ)
+        write_and_load(text, environ)
     message = str(info.value)
     assert "\n" not in message
     return message

@@ -113,11 +113,23 @@ def test_missing_trace_file(tmp_path: Path) -> None:
 def test_check_config(tmp_path: Path) -> None:
     config = tmp_path / "ctilink.toml"
     config.write_text(
+        '[event_socket]\nauth = "none"\n'
         f'[[switch]]\nname = "pbx1"\nkind = "replay"\ntraces = ["{TRACES / "agent-login.jsonl"}"]\n'
     )
     done = run_cli("check-config", str(config))
     assert done.returncode == 0, done.stderr
     assert "OK" in done.stdout and "pbx1 (replay)" in done.stdout
+    assert 'auth = "none"' in done.stderr and "sees every event" in done.stderr
+
+
+def test_check_config_wants_a_token_file_by_default(tmp_path: Path) -> None:
+    config = tmp_path / "ctilink.toml"
+    config.write_text(
+        f'[[switch]]\nname = "pbx1"\nkind = "replay"\ntraces = ["{TRACES / "agent-login.jsonl"}"]\n'
+    )
+    done = run_cli("check-config", str(config))
+    assert done.returncode == 2
+    assert 'event_socket.tokens_file: required when auth = "token"' in done.stderr
 
 
 def test_check_config_bad_value_exit_2(tmp_path: Path) -> None:
@@ -248,3 +260,37 @@ def test_simulate_csta_listens_and_answers_an_association() -> None:
             assert isinstance(acse.decode(pdu), acse.AssociateResponse)
         finally:
             sim.terminate()
+
+
+def test_token_new_prints_the_secret_once_and_appends_only_its_digest(tmp_path: Path) -> None:
+    from ctilink.screenpop.auth import Scope, TokenStore, hash_token
+
+    tokens = tmp_path / "tokens.toml"
+    first = run_cli("token", "new", "--id", "crm", "--tenant", "acme", "--file", str(tokens))
+    assert first.returncode == 0, first.stderr
+    secret = first.stdout.strip()
+    assert secret.startswith("ctl_") and secret not in tokens.read_text()
+    assert "added to" in first.stderr and secret not in first.stderr
+    assert tokens.stat().st_mode & 0o777 == 0o600
+    second = run_cli(
+        "token", "new", "--id", "desk-6001", "--tenant", "acme", "--scope", "control",
+        "--agents", "6001", "--expires", "2030-01-01T00:00:00Z", "--file", str(tokens),
+    )  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    store = TokenStore.load(tokens)  # what the daemon reads
+    crm = store.authenticate(secret, now=0)
+    desk = store.authenticate(second.stdout.strip(), now=0)
+    assert (crm.id, crm.tenant, crm.scope, crm.agents) == ("crm", "acme", Scope.READ, None)
+    assert (desk.scope, desk.agents, desk.expires) == (Scope.CONTROL, {"6001"}, 1893456000.0)
+    assert desk.digest == hash_token(second.stdout.strip())
+
+    again = run_cli("token", "new", "--id", "crm", "--tenant", "acme", "--file", str(tokens))
+    assert again.returncode == 2 and "appears twice" in again.stderr
+    assert len(TokenStore.load(tokens)) == 2  # nothing written
+
+
+def test_token_new_without_a_file_prints_the_entry_on_stderr() -> None:
+    done = run_cli("token", "new", "--id", "crm", "--tenant", "acme", "--queues", "support")
+    assert done.returncode == 0, done.stderr
+    assert 'id = "crm"' in done.stderr and 'queues = ["support"]' in done.stderr
+    assert done.stdout.strip().startswith("ctl_") and done.stdout.strip() not in done.stderr

@@ -68,12 +68,17 @@ def test_replay_switch_defaults_and_values(here: Path) -> None:
         name="pbx1",
         kind="replay",
         tenant="default",
-        replay=ReplayOptions(traces=(here / "a.jsonl",), loop=False, speed=1.0, port=5038),
+        replay=ReplayOptions(
+            traces=(here / "a.jsonl",), loop=False, speed=1.0, port=None, protocol="auto"
+        ),
     )
     assert second.tenant == "acme"
     assert second.replay == ReplayOptions(
         traces=(here / "a.jsonl", here / "a.jsonl"), loop=True, speed=0.0, port=15038
     )
+    third = load(SWITCH + 'protocol = "csta"\nport = 2556\n').switches[0].replay
+    assert third is not None and (third.protocol, third.port) == ("csta", 2556)
+    assert load(SWITCH + 'protocol = "ami"\n').switches[0].replay.protocol == "ami"  # type: ignore[union-attr]
     assert isinstance(second.replay.speed, float)
 
 
@@ -93,6 +98,9 @@ def test_relative_paths_are_relative_to_the_config_file(
             state_dir = "state"
             [database]
             url = "sqlite:///db/x.sqlite3?mode=rwc"
+            [event_socket]
+            auth = "token"
+            tokens_file = "tokens.toml"
             [[switch]]
             name = "pbx1"
             kind = "replay"
@@ -100,8 +108,10 @@ def test_relative_paths_are_relative_to_the_config_file(
             """
         )
     )
+    (etc / "tokens.toml").write_text("")
     config = load_config("../etc/ctilink.toml")
     assert config.daemon.state_dir == etc / "state"
+    assert config.event_socket.tokens_file == etc / "tokens.toml"
     assert config.database.url == f"sqlite:///{etc}/db/x.sqlite3?mode=rwc"
     assert config.switches[0].replay is not None
     assert config.switches[0].replay.traces == (etc / "traces" / "t.jsonl",)
@@ -127,7 +137,8 @@ def test_sqlite_in_memory_is_kept(here: Path) -> None:
 
 def test_parse_config_uses_base_dir_and_source_label(tmp_path: Path) -> None:
     tmp_path = tmp_path.resolve()
-    config = parse_config('[daemon]\nstate_dir = "s"\n', source="<test>", base_dir=tmp_path)
+    text = '[daemon]\nstate_dir = "s"\n[event_socket]\nauth = "none"\n'
+    config = parse_config(text, source="<test>", base_dir=tmp_path)
     assert config.source is None
     assert config.daemon.state_dir == tmp_path / "s"
     with pytest.raises(ConfigError, match=r"^<test>: daemon\.log_level: "):
@@ -158,7 +169,8 @@ ERRORS = [
     (
         "unknown kind",
         SWITCH + '[[switch]]\nname = "pbx2"\nkind = "asterix"\n',
-        'ctilink.toml: switch[1].kind: expected one of "asterisk", "replay", got "asterix"',
+        'ctilink.toml: switch[1].kind: expected one of "asterisk", "csta", "csta-xml",'
+        ' "replay", got "asterix"',
     ),
     (
         "invalid toml",
@@ -203,7 +215,7 @@ ERRORS = [
         "unknown switch key",
         SWITCH + "lop = true\n",
         "ctilink.toml: switch[0].lop: unknown key (expected one of kind, loop, name, port,"
-        " speed, tenant, traces)",
+        " protocol, speed, tenant, traces)",
     ),
     (
         "trace not found",
@@ -271,7 +283,8 @@ ERRORS = [
     (
         "missing kind",
         '[[switch]]\nname = "pbx1"\n',
-        'ctilink.toml: switch[0].kind: missing (expected one of "asterisk", "replay")',
+        'ctilink.toml: switch[0].kind: missing (expected one of "asterisk", "csta", "csta-xml",'
+        ' "replay")',
     ),
     (
         "missing traces",
@@ -457,7 +470,7 @@ def test_more_bad_endpoints(here: Path, listen: str) -> None:
     ],
 )
 def test_good_endpoints(here: Path, listen: str) -> None:
-    config = load(f'[event_socket]\nlisten = "{listen}"\n')
+    config = load(f'[event_socket]\nlisten = "{listen}"\nauth = "none"\n')
     assert config.event_socket.listen == listen.replace("\\\\", "\\")
 
 
@@ -490,7 +503,7 @@ def test_tls_endpoint_parses(here: Path) -> None:
         )
         + cert.public_bytes(serialization.Encoding.PEM)
     )
-    config = load('[event_socket]\nlisten = "ssl:port=8443:privateKey=key.pem"\n')
+    config = load('[event_socket]\nlisten = "ssl:port=8443:privateKey=key.pem"\nauth = "none"\n')
     assert config.event_socket.listen == "ssl:port=8443:privateKey=key.pem"
     assert "No such file" in error('[event_socket]\nlisten = "ssl:8443:privateKey=nope.pem"\n')
 

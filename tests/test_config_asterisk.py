@@ -380,8 +380,8 @@ ERRORS = [
     (
         "asterisk key on a replay switch",
         SWITCH + 'host = "pbx"\n',
-        "switch[0].host: unknown key (expected one of kind, loop, name, port, speed, tenant,"
-        " traces)",
+        "switch[0].host: unknown key (expected one of kind, loop, name, port, protocol, speed,"
+        " tenant, traces)",
     ),
 ]
 

@@ -18,6 +18,7 @@ import pytest
 from ctilink.config import (
     AsteriskOptions,
     DaemonConfig,
+    EventSocketConfig,
     ReplayOptions,
     RoutingConfig,
     Secret,
@@ -54,11 +55,16 @@ def tables(text: str) -> dict[str, list[str]]:
 
 
 def copy_example(tmp_path: Path, text: str) -> Path:
+    """The example in ``tmp_path``, its files there too (the trace, the AMI secret, an
+    empty token file)."""
     (tmp_path / "traces").mkdir()
     shutil.copy(TRACES / "inbound-answered.jsonl", tmp_path / "traces")
     (tmp_path / "ami.secret").write_text(AMI_SECRET + "\n")
+    (tmp_path / "tokens.toml").write_text("")
+    for name in ("ami.secret", "tokens.toml"):
+        text = text.replace(f"/etc/ctilink/{name}", str(tmp_path / name))
     config = tmp_path / "ctilink.toml"
-    config.write_text(text.replace("/etc/ctilink/ami.secret", str(tmp_path / "ami.secret")))
+    config.write_text(text)
     return config
 
 
@@ -67,10 +73,15 @@ def test_example_file_validates(tmp_path: Path) -> None:
     config = load_config(copy_example(tmp_path, EXAMPLE.read_text()), environ={})
     assert config.daemon.state_dir == Path("/var/lib/ctilink")
     assert config.database.url == "sqlite:////var/lib/ctilink/ctilink.sqlite3"
+    assert config.event_socket == EventSocketConfig(
+        "tcp:port=8765:interface=127.0.0.1", "token", tmp_path / "tokens.toml", 10_000
+    )
     (switch,) = config.switches
     assert switch.kind == "replay"
     assert switch.replay is not None
-    assert switch.replay.traces == (tmp_path / "traces" / "inbound-answered.jsonl",)
+    assert switch.replay == ReplayOptions(
+        (tmp_path / "traces" / "inbound-answered.jsonl",), False, 1.0, None, "auto"
+    )
     assert config.routing == RoutingConfig(None, 0, None, 300)
 
 
@@ -108,7 +119,7 @@ def names(options: type) -> list[str]:
     [
         ("daemon", names(DaemonConfig)),
         ("database", ["url", "password_file", "password_env"]),
-        ("event_socket", ["listen"]),
+        ("event_socket", names(EventSocketConfig)),
         ("routing", names(RoutingConfig)),
         ("switch", ["name", "kind", "tenant"]),
         ("replay", names(ReplayOptions)),
@@ -127,11 +138,14 @@ def test_loading_does_not_import_the_reactor(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     here = config_dir(tmp_path, monkeypatch)
+    (here / "tokens.toml").write_text("")
     (here / "ctilink.toml").write_text(
         SWITCH
         + '[event_socket]\nlisten = "tcp6:port=8765:interface=\\\\:\\\\:1"\n'
+        + 'tokens_file = "tokens.toml"\n'
         + '[[switch]]\nname = "ast1"\nkind = "asterisk"\nhost = "::1"\nusername = "u"\n'
         + 'secret_file = "ami.secret"\nfastagi = "tcp:port=4573"\n'
+        + '[[switch]]\nname = "csta1"\nkind = "csta"\nhost = "::1"\nport = 2555\n'
         + '[routing]\ndefault_queue = "support"\n'
     )
     code = (

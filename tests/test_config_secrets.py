@@ -11,7 +11,7 @@ import pytest
 from ctilink.config import AsteriskOptions, Config, DatabaseConfig, Secret, load_config
 from ctilink.errors import ConfigError
 
-from .configs import AMI_SECRET, ASTERISK, PASSWORD, config_dir, error, load
+from .configs import AMI_SECRET, ASTERISK, NO_AUTH, PASSWORD, config_dir, error, load
 
 
 @pytest.fixture
@@ -133,7 +133,7 @@ def test_secret_file(here: Path) -> None:
 def test_secret_file_relative_to_the_config_file(here: Path) -> None:
     (here / "etc").mkdir()
     (here / "etc" / "ami.secret").write_text("other\r\n")
-    (here / "etc" / "c.toml").write_text(ASTERISK)
+    (here / "etc" / "c.toml").write_text(ASTERISK + NO_AUTH)
     assert ami_options(load_config("etc/c.toml")).secret == Secret("other")
 
 

@@ -66,7 +66,7 @@ async def test_run_with_an_asterisk_switch_and_fastagi(tmp_path: Path) -> None:
     config = tmp_path / "ctilink.toml"
     config.write_text(
         '[daemon]\nstate_dir = "state"\n'
-        '[event_socket]\nlisten = "tcp:port=0:interface=127.0.0.1"\n'
+        '[event_socket]\nlisten = "tcp:port=0:interface=127.0.0.1"\nauth = "none"\n'
         '[routing]\ndefault_queue = "sales"\ndefault_priority = 10\n'
         '[[switch]]\nname = "pbx1"\nkind = "asterisk"\nhost = "127.0.0.1"\n'
         f'port = {fake.port}\nusername = "ctilink"\nsecret_file = "ami.secret"\n'

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from tests._schemas import validate_wire
 
 URL = re.compile(r"ws://[\d.]+:\d+/events")
+TOKEN = re.compile(r"this run's token \(tenant default, control\): (ctl_\S+)")
 
 
 class Demo:
@@ -30,7 +32,9 @@ class Demo:
             stderr=subprocess.PIPE,
             text=True,
         )
-        self.url = self._wait_for_url()
+        self.token = ""
+        self.bare_url = self._wait_for_url()
+        self.url = f"{self.bare_url}?access_token={self.token}"
 
     def _wait_for_url(self) -> str:
         assert self.process.stdout is not None
@@ -39,8 +43,11 @@ class Demo:
             line = self.process.stdout.readline()
             if not line:
                 break
+            token = TOKEN.search(line)
+            if token:
+                self.token = token.group(1)
             match = URL.search(line)
-            if match:
+            if match and self.token:
                 return match.group(0)
         self.process.kill()
         raise AssertionError(f"demo did not announce its URL: {self.process.stderr.read()}")  # type: ignore[union-attr]
@@ -65,6 +72,9 @@ def receive(ws: Any, count: int, timeout: float = 30) -> list[dict[str, Any]]:
 
 
 def test_client_gets_snapshot_then_live_events(demo: Demo, tmp_path: Path) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        connect(demo.bare_url)  # no token
+    assert refused.value.response.status_code == 401
     with connect(demo.url) as ws:
         snapshot = json.loads(ws.recv(timeout=30))
         validate_wire(snapshot)
@@ -77,6 +87,10 @@ def test_client_gets_snapshot_then_live_events(demo: Demo, tmp_path: Path) -> No
     assert {event["switch"] for event in events} == {"demo"}
     types = {event["type"] for event in events}
     assert {"agent_logged_on", "delivered", "queued", "established", "call_cleared"} <= types
+    # The demo's database is seeded: the customer calling in inbound-answered is known.
+    pops = [event for event in events if event["type"] == "screen_pop"]
+    assert pops and pops[0]["customer"]["known"] is True
+    assert pops[0]["customer"]["name"] == "Alice Customer"
 
     status, err = demo.interrupt()
     assert status == 0, err
@@ -138,7 +152,7 @@ def test_run_with_a_config_file_until_sigterm(tmp_path: Path) -> None:
     config = tmp_path / "ctilink.toml"
     config.write_text(
         '[daemon]\nstate_dir = "state"\n'
-        '[event_socket]\nlisten = "tcp:port=0:interface=127.0.0.1"\n'
+        '[event_socket]\nlisten = "tcp:port=0:interface=127.0.0.1"\nauth = "none"\n'
         '[[switch]]\nname = "site-a"\nkind = "replay"\nspeed = 5\n'
         f'traces = ["{TRACES / "agent-login.jsonl"}", "{TRACES / "inbound-answered.jsonl"}"]\n'
     )

@@ -6,6 +6,7 @@ datagram socket this test owns) and a WATCHDOG_USEC, a configuration file, and s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -21,13 +22,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
 
+from ctilink.screenpop.auth import Scope, Token, new_token
 from tests.conftest import TRACES
 
 pytest_plugins = ["tests.store_fixtures"]
 
 READY_LINE = re.compile(r"ctilink ready: event socket on ([\d.]+):(\d+)")
 DB_PASSWORD = "Not-In-Any-Log-7331"
+CRM = new_token("crm", "default", Scope.READ)  # (secret, token)
+DESK = new_token("desk", "default", Scope.CONTROL, agents=["6001"])
 
 
 class Daemon:
@@ -95,13 +101,22 @@ def notifications(sock: socket.socket, until: str, limit: int = 200) -> list[str
     raise AssertionError(f"no {until!r} among {seen}")
 
 
+def write_tokens(path: Path, *tokens: Token) -> None:
+    path.write_text("\n".join(token.to_toml() for token in tokens))
+
+
 def write_config(
     path: Path, *, log_level: str = "info", queue: str = "support", database: str = ""
 ) -> None:
+    """A replayed switch (tenant default) and the token file ``tokens.toml`` beside it."""
+    tokens = path.with_name("tokens.toml")
+    if not tokens.exists():
+        write_tokens(tokens, CRM[1])
     path.write_text(
         f'[daemon]\nstate_dir = "state"\nlog_level = "{log_level}"\n'
         f"{database}"
         '[event_socket]\nlisten = "tcp:port=0:interface=127.0.0.1"\n'
+        f'tokens_file = "{tokens}"\n'
         f'[routing]\ndefault_queue = "{queue}"\n'
         '[[switch]]\nname = "pbx"\nkind = "replay"\nspeed = 0\n'
         f'traces = ["{TRACES / "inbound-answered.jsonl"}"]\n'
@@ -126,6 +141,7 @@ def test_a_service_life(tmp_path: Path, notify_socket: tuple[str, socket.socket]
     config = tmp_path / "ctilink.toml"
     write_config(config)
     daemon = Daemon(config, {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})
+    clients = contextlib.ExitStack()
     try:
         seen = notifications(sock, "READY=1")
         assert any("STATUS=" in m for m in seen)
@@ -144,18 +160,39 @@ def test_a_service_life(tmp_path: Path, notify_socket: tuple[str, socket.socket]
         assert metric(text, "ctilink_agents", switch="pbx", state="ready") == 1
         assert metric(text, "ctilink_calls_live", switch="pbx") == 0
         assert metric(text, "ctilink_database_up") == 1
+        for component in ("event_log", "routing", "audit", "interactions"):
+            assert metric(text, "ctilink_database_errors_total", component=component) == 0
         assert metric(text, "ctilink_event_log_written_total") >= 0
         assert metric(text, "ctilink_clients_connected") == 0
 
         assert daemon.get("/healthz")[0] == 200
+        code, body = daemon.get("/")
+        assert code == 200
+        assert {"events": "/events", "api": "/api/v1", "desktop": "/desktop/"}.items() <= (
+            json.loads(body).items()
+        )
+        code, body = daemon.get("/desktop/")
+        assert code == 200 and "<html" in body.lower()
         code, body = daemon.get("/readyz")
         assert code == 503  # the replayed link has ended
         assert json.loads(body) == {"ready": False, "links": {"pbx": "down"}, "database": "up"}
 
+        events = daemon.base.replace("http://", "ws://") + "/events?access_token="
+        with pytest.raises(InvalidStatus) as refused:
+            connect(events + DESK[0])  # not in the token file yet
+        assert refused.value.response.status_code == 401
+        crm = clients.enter_context(connect(events + CRM[0]))
+        assert json.loads(crm.recv(timeout=5))["type"] == "snapshot"
+
+        write_tokens(config.with_name("tokens.toml"), CRM[1], DESK[1])
         write_config(config, log_level="debug", queue="sales")
         daemon.process.send_signal(signal.SIGHUP)
         daemon.read_log_until("configuration reloaded")
         assert any("RELOADING=1" in m for m in notifications(sock, "READY=1"))
+        with connect(events + DESK[0]) as desk:  # the new token works at once ...
+            assert json.loads(desk.recv(timeout=5))["type"] == "snapshot"
+        with pytest.raises(TimeoutError):
+            crm.recv(timeout=0.2)  # ... and the client connected before is still there
         config.write_text("[daemon\nbroken = ")
         daemon.process.send_signal(signal.SIGHUP)
         refused = daemon.read_log_until("reload refused")
@@ -166,13 +203,21 @@ def test_a_service_life(tmp_path: Path, notify_socket: tuple[str, socket.socket]
         assert status == 0, "".join(daemon.log)
         assert took < 5
         assert any("STOPPING=1" in m for m in notifications(sock, "STOPPING=1"))
+        with pytest.raises(ConnectionClosed) as told:  # clients are told why
+            crm.recv(timeout=5)
+        assert told.value.rcvd is not None and told.value.rcvd.reason == "ctilink is stopping"
     finally:
+        clients.close()
         if daemon.process.poll() is None:
             daemon.process.kill()
     with sqlite3.connect(tmp_path / "state" / "ctilink.sqlite3") as db:
         stored, top = db.execute("SELECT count(*), max(seq) FROM event_log").fetchone()
+        history = db.execute("SELECT queue, agent, outcome FROM interactions").fetchall()
     assert stored == top >= 11  # every event written before exit
-    assert "Traceback" not in "".join(daemon.log)
+    assert history == [("support", "6001", "answered")]  # the call's interaction, flushed
+    everything = "".join(daemon.log)
+    assert "Traceback" not in everything
+    assert CRM[0] not in everything and DESK[0] not in everything  # no token is ever logged
 
 
 def test_no_secret_reaches_the_log(tmp_path: Path, pg_database: str) -> None:
@@ -183,8 +228,20 @@ def test_no_secret_reaches_the_log(tmp_path: Path, pg_database: str) -> None:
                  'password_env = "CTILINK_DB_PASSWORD"\n',
     )  # fmt: skip
     daemon = Daemon(config, {"CTILINK_DB_PASSWORD": DB_PASSWORD})
+    wrong = "ctl_" + "x" * 43
     try:
         assert daemon.get("/healthz")[0] == 200
+        events = daemon.base.replace("http://", "ws://") + "/events?access_token="
+        with connect(events + CRM[0]) as ws:
+            assert json.loads(ws.recv(timeout=5))["type"] == "snapshot"
+        with pytest.raises(InvalidStatus):
+            connect(events + wrong)
+        request = urllib.request.Request(
+            daemon.base + "/api/v1/stats/queues", headers={"Authorization": f"Bearer {DESK[0]}"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as unknown:
+            urllib.request.urlopen(request, timeout=5)
+        assert unknown.value.code == 401
         status, _ = daemon.stop()
         assert status == 0
     finally:
@@ -193,6 +250,8 @@ def test_no_secret_reaches_the_log(tmp_path: Path, pg_database: str) -> None:
     everything = "".join(daemon.log)
     assert "preparing the database" in everything  # the URL is logged ...
     assert DB_PASSWORD not in everything  # ... never the password
+    assert "token" in everything  # tokens are talked about (by id) ...
+    assert not any(secret in everything for secret in (CRM[0], DESK[0], wrong))  # never shown
 
 
 def test_json_logs_one_object_per_line_with_link_changes(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ def looping_config(tmp_path: Path) -> Path:
     config = tmp_path / "ctilink.toml"
     config.write_text(
         '[daemon]\nstate_dir = "state"\n'
-        '[event_socket]\nlisten = "tcp:port=0:interface=127.0.0.1"\n'
+        '[event_socket]\nlisten = "tcp:port=0:interface=127.0.0.1"\nauth = "none"\n'
         '[[switch]]\nname = "pbx"\nkind = "replay"\nspeed = 10\nloop = true\n'
         f'traces = ["{TRACES / "agent-login.jsonl"}", "{TRACES / "inbound-answered.jsonl"}"]\n'
     )

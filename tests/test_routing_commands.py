@@ -4,7 +4,6 @@ plugs them in, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import subprocess
@@ -18,12 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from twisted.internet.task import Clock
 
 from ctilink.adapters.replay import ReplayAdapter, load_replay
+from ctilink.cli import main
 from ctilink.config import load_config
 from ctilink.demo import TRACES as DEMO_TRACES
 from ctilink.hub import Hub
 from ctilink.model import events as ev
 from ctilink.model.states import AgentState
-from ctilink.routing import commands
 from ctilink.routing.admin import seed_demo
 from ctilink.routing.runtime import start_routing
 from ctilink.routing.static import RouteDecision, RouteQuery
@@ -37,40 +36,23 @@ Engines = Callable[..., AsyncEngine]
 T0 = 1_795_355_630.0
 
 
-def parser() -> argparse.ArgumentParser:
-    """``ctilink``'s parser shape, with the helpers plugged in as the module doc says."""
-    top = argparse.ArgumentParser(prog="ctilink")
-    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    database = sub.add_parser("db")
-    db_sub = database.add_subparsers(dest="db_command", required=True, metavar="ACTION")
-    db_sub.add_parser("upgrade").add_argument("-c", "--config", required=True, type=Path)
-    commands.add_arguments(sub, db_sub)
-    return top
-
-
 def ctilink(*argv: str) -> int:
-    args = parser().parse_args(argv)
-    assert getattr(args, "routing_command", None) is not None
-    return commands.run(args)
+    """The ``ctilink`` command's entry point, in this process."""
+    return main(list(argv))
 
 
 def ctilink_process(*argv: str) -> subprocess.CompletedProcess[str]:
-    """The helpers in a process of their own, as the command line runs them (``route
-    simulate`` runs its own asyncio loop, which a test inside the reactor cannot)."""
-    script = (
-        "import sys; from tests.test_routing_commands import parser; "
-        "from ctilink.routing import commands; "
-        "sys.exit(commands.run(parser().parse_args(sys.argv[1:])))"
-    )
-    return subprocess.run(
-        [sys.executable, "-c", script, *argv], capture_output=True, text=True, cwd=REPO
-    )
+    """The console script, as a user runs it (``route simulate`` runs its own asyncio loop,
+    which a test inside the reactor cannot)."""
+    script = Path(sys.executable).parent / "ctilink"
+    return subprocess.run([str(script), *argv], capture_output=True, text=True, cwd=REPO)
 
 
 def config_file(tmp_path: Path, url: str, switch: str = "demo") -> Path:
     path = tmp_path / "ctilink.toml"
     path.write_text(
-        f'[database]\nurl = "{url}"\n[routing]\ndefault_queue = "support"\n'
+        f'[database]\nurl = "{url}"\n[event_socket]\nauth = "none"\n'
+        '[routing]\ndefault_queue = "support"\n'
         f'[[switch]]\nname = "{switch}"\nkind = "replay"\ntenant = "default"\n'
         f'traces = ["{TRACES / "inbound-answered.jsonl"}"]\n'
     )
@@ -193,10 +175,9 @@ async def test_explain_prints_a_stored_decision(routing_url: str, tmp_path: Path
     await runtime.router.route(query)
     await runtime.close()
 
-    args = parser().parse_args(["route", "explain", "c-42", "-c", str(config.source)])
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        assert commands.run(args) == 0
+        assert ctilink("route", "explain", "c-42", "-c", str(config.source)) == 0
     assert out.getvalue().splitlines() == [
         "call c-42 on switch demo (tenant default), 2026-11-22T13:53:50.000Z",
         "  request:  from 5554446666 to 803 at route point 803; data queue=support",

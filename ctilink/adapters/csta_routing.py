@@ -13,9 +13,11 @@ At link-up the adapter registers as the routeing server of each configured route
    (``replyTimeout`` in the request, less a margin);
 3. answers ``routeSelectRequest`` with the destination (the agent's device, else the
    queue, as a dialling number) and publishes ``route_selected``. A router that fails,
-   answers nonsense or is late gets the configured ``fallback`` answered instead, with a
-   WARNING saying why; with no fallback the dialogue is ended (``routeEndRequest``) and
-   the switch routes the call by its own default, also with a WARNING.
+   answers nonsense or is late gets the configured ``fallback`` answered instead (with a
+   ``Routes`` router: its default route in force at that moment, which a reload may have
+   swapped), with a WARNING saying why; with no fallback the dialogue is ended
+   (``routeEndRequest``) and the switch routes the call by its own default, also with a
+   WARNING.
 
 ``reRouteRequest`` (the selected destination did not work) is answered with the fallback
 if it was not already the answer, else ``routeEndRequest``. The switch's
@@ -41,7 +43,7 @@ from ctilink.adapters.csta_events import CstaNormalizer
 from ctilink.ami.normalizer import new_call_id
 from ctilink.csta.operations import CstaError
 from ctilink.model import events as ev
-from ctilink.routing.static import RouteDecision, RouteQuery, Router
+from ctilink.routing.static import RouteDecision, RouteQuery, Router, Routes
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +85,27 @@ class CstaRouting:
         self._invoke = invoke
         self._now = now or (clock.seconds if clock is not None else lambda: 0.0)
         self.router = router
-        self.fallback = fallback
+        self._fallback = fallback
         self.budget = budget
         self.pending: dict[bytes, Dialogue] = {}
         self.registrations: dict[str, bytes] = {}  # route point -> routeRegisterReqID
         self.answered = 0
         self.fallbacks = 0
         self.ended = 0
+
+    @property
+    def fallback(self) -> RouteDecision | None:
+        """The route answered when the router cannot: a ``Routes`` router's default route
+        in force (a reload may swap it), else the one given."""
+        if isinstance(self.router, Routes):
+            return self.router.fallback
+        return self._fallback
+
+    @fallback.setter
+    def fallback(self, decision: RouteDecision | None) -> None:
+        if isinstance(self.router, Routes):
+            raise AttributeError("the fallback is the Routes' default route: set it there")
+        self._fallback = decision
 
     # -- the switch asks -------------------------------------------------------------------
     def route_request(self, argument: dict[str, Any]) -> None:

@@ -25,6 +25,7 @@ from ctilink.config.checks import (
     Invalid,
     array_of,
     directory,
+    file,
     integer,
     mapping_of,
     matching,
@@ -41,6 +42,7 @@ from ctilink.config.checks import (
 from ctilink.config.model import (
     DEFAULT_LISTEN,
     DEFAULT_STATE_DIR,
+    EVENT_SOCKET_AUTH,
     ROUTING_STRATEGIES,
     SQLITE_FILE_NAME,
     Config,
@@ -98,8 +100,24 @@ _DATABASE_FIELDS: Final[Mapping[str, Field]] = {
     "password_env": Field(secret_env("password"), None),
 }
 
+
+def _tokens_file(value: str, ctx: Context) -> Path:
+    """A token file, read now as the daemon will read it: a bad one is a config error."""
+    from ctilink.screenpop.auth import TokenStore
+
+    resolved = file(value, ctx)
+    try:
+        TokenStore.load(resolved)
+    except ConfigError as exc:
+        raise Invalid(str(exc)) from None
+    return resolved
+
+
 _EVENT_SOCKET_FIELDS: Final[Mapping[str, Field]] = {
     "listen": Field(ENDPOINT, DEFAULT_LISTEN),
+    "auth": Field(one_of(*EVENT_SOCKET_AUTH), "token"),
+    "tokens_file": Field(typed("a path to a token file", str, then=_tokens_file), None),
+    "max_backlog": Field(integer(100, 1_000_000), 10_000),
 }
 
 
@@ -187,23 +205,30 @@ def _database(values: Mapping[str, Any], state_dir: Path) -> DatabaseConfig:
     return DatabaseConfig(url.render_as_string(hide_password=False))  # it masks the password
 
 
+def _event_socket(values: Mapping[str, Any]) -> EventSocketConfig:
+    if values["auth"] == "token" and values["tokens_file"] is None:
+        raise Invalid(
+            'required when auth = "token" (create one with `ctilink token new`)',
+            "event_socket.tokens_file",
+        )
+    return EventSocketConfig(**values)
+
+
 _SECTIONS: Final = ("daemon", "database", "event_socket", "routing", "switch")
 
 
 def _build(document: Mapping[str, Any], ctx: Context, source: Path | None) -> Config:
     reject_unknown(document, _SECTIONS, "", "section")
     daemon = DaemonConfig(**_section(document, "daemon", _DAEMON_FIELDS, ctx))
-    switches = read_switches(document.get("switch", []), ctx)
     routing = RoutingConfig(**_section(document, "routing", _ROUTING_FIELDS, ctx))
+    switches = read_switches(document.get("switch", []), ctx, routing)
     _check_default_route(switches, routing)
     _check_lookup_timeout(routing)
     return Config(
         source=source,
         daemon=daemon,
         database=_database(_section(document, "database", _DATABASE_FIELDS, ctx), daemon.state_dir),
-        event_socket=EventSocketConfig(
-            **_section(document, "event_socket", _EVENT_SOCKET_FIELDS, ctx)
-        ),
+        event_socket=_event_socket(_section(document, "event_socket", _EVENT_SOCKET_FIELDS, ctx)),
         switches=switches,
         routing=routing,
     )
@@ -215,11 +240,16 @@ def _check_default_route(switches: tuple[SwitchConfig, ...], routing: RoutingCon
         return
     for index, switch in enumerate(switches):
         if switch.asterisk is not None and switch.asterisk.fastagi is not None:
-            raise Invalid(
-                f"switch[{index}] ({switch.name}) answers FastAGI route requests, so a"
-                " default route is needed: set default_queue or default_agent",
-                "routing",
-            )
+            asks = "FastAGI route requests"
+        elif switch.csta is not None and switch.csta.route_points:
+            asks = "CSTA route requests (route_points)"
+        else:
+            continue
+        raise Invalid(
+            f"switch[{index}] ({switch.name}) answers {asks}, so a default route is needed:"
+            " set default_queue or default_agent",
+            "routing",
+        )
 
 
 def _check_lookup_timeout(routing: RoutingConfig) -> None:
@@ -289,8 +319,13 @@ def load_config(
 
 
 def default_config(state_dir: Path) -> Config:
-    """Defaults everywhere, the given state directory and no switches."""
-    document = {"daemon": {"state_dir": os.fspath(state_dir)}}
+    """Defaults everywhere, the given state directory and no switches, but no event socket
+    authentication (there is no token file to name): code that builds on it (the demo,
+    tests) sets ``event_socket`` itself when its socket is reachable by others."""
+    document = {
+        "daemon": {"state_dir": os.fspath(state_dir)},
+        "event_socket": {"auth": "none"},
+    }
     ctx = Context(Path.cwd(), os.environ)
     try:
         return _build(document, ctx, source=None)

@@ -1,16 +1,22 @@
 """What a loaded configuration is: frozen dataclasses, one per section, and ``Secret``.
 
-Every path is absolute. Secrets (the database password, AMI secrets) are ``Secret`` values,
-whose repr and str are masked, so printing or logging a ``Config`` never shows them.
+Every path is absolute. Secrets (the database password, AMI secrets, CSTA passwords) are
+``Secret`` values, whose repr and str are masked, so printing or logging a ``Config`` never
+shows them. A CSTA switch's options are the live link's own ``CstaSettings``
+(``ctilink.adapters.csta``), imported here for type checking only: loading a configuration
+imports the CSTA stack only when a CSTA switch is configured.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from sqlalchemy.engine import URL, make_url
+
+if TYPE_CHECKING:
+    from ctilink.adapters.csta import CstaSettings
 
 DEFAULT_STATE_DIR: Final = "ctilink-state"
 DEFAULT_LISTEN: Final = "tcp:port=8765:interface=127.0.0.1"
@@ -71,9 +77,19 @@ class DatabaseConfig:
         return make_url(self.url).get_backend_name()
 
 
+EVENT_SOCKET_AUTH: Final = ("token", "none")
+
+
 @dataclass(frozen=True, slots=True)
 class EventSocketConfig:
-    listen: str
+    """The WebSocket event socket (and the web site around it). With ``auth`` "token" every
+    client presents a token of ``tokens_file`` (``ctilink.screenpop.auth``); "none" lets any
+    client that can connect see every event."""
+
+    listen: str  # Twisted server endpoint description (TLS: an ssl: endpoint)
+    auth: str = "token"  # "token" or "none"
+    tokens_file: Path | None = None  # required with auth "token"
+    max_backlog: int = 10_000  # events queued for one slow client before it is dropped
 
 
 # The routing service's strategies (ctilink.routing.strategies), in their default order.
@@ -128,12 +144,20 @@ class RoutingConfig:
         return dict(self.tier_priority)
 
 
+REPLAY_PROTOCOLS: Final = ("auto", "ami", "csta")
+
+
 @dataclass(frozen=True, slots=True)
 class ReplayOptions:
+    """Recorded traces played as a switch. ``protocol`` "auto" is CSTA when every trace is
+    a CSTA hex JSON Lines trace, else AMI (``ctilink.adapters.factories.replay_protocol``);
+    ``port`` is the switch's TCP port inside captures, None for the protocol's usual one."""
+
     traces: tuple[Path, ...]
     loop: bool
     speed: float
-    port: int
+    port: int | None
+    protocol: str = "auto"  # "auto", "ami" or "csta"
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,13 +187,15 @@ class AsteriskOptions:
 
 @dataclass(frozen=True, slots=True)
 class SwitchConfig:
-    """One switch link. Exactly the options field named after ``kind`` is set."""
+    """One switch link. Exactly one options field is set: the one named after ``kind``
+    (``csta`` for both "csta" and "csta-xml")."""
 
     name: str
     kind: str
     tenant: str
     replay: ReplayOptions | None = None
     asterisk: AsteriskOptions | None = None
+    csta: CstaSettings | None = None  # kinds "csta" and "csta-xml"
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,6 @@ The customer database and the routing service (imported on demand, not from here
   ``start_routing``).
 """
 
-from ctilink.routing.static import RouteDecision, RouteQuery, Router, StaticRouter
+from ctilink.routing.static import RouteDecision, RouteQuery, Router, Routes, StaticRouter
 
-__all__ = ["RouteDecision", "RouteQuery", "Router", "StaticRouter"]
+__all__ = ["RouteDecision", "RouteQuery", "Router", "Routes", "StaticRouter"]

@@ -52,7 +52,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 
 from ctilink import db
-from ctilink.config import Config
+from ctilink.config import Config, RoutingConfig
 from ctilink.hub import Hub
 from ctilink.routing.audit import DecisionAudit
 from ctilink.routing.batching import deferred, reason
@@ -79,6 +79,14 @@ class RoutingRuntime:
     write_engine: AsyncEngine
     refresher: LoopingCall
     _unsubscribe: list[Callable[[], None]] = field(default_factory=list)
+
+    def reconfigure(self, settings: RoutingConfig) -> None:
+        """Routing rules from a reloaded configuration (strategies and their order,
+        priorities, thresholds, default route), in force from the next decision; queues
+        and agents are read from the database again. Number and cache settings keep
+        their values until a restart."""
+        self.router.reconfigure(settings)
+        _refresh(self.router)
 
     def close(self) -> Deferred[None]:
         return deferred(self.aclose())

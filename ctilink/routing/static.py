@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,3 +67,19 @@ class StaticRouter:
 
     def route(self, query: RouteQuery) -> Deferred[RouteDecision]:
         return succeed(self.decision)
+
+
+class Routes:
+    """The router in force and the default route, for everything that answers route
+    requests (FastAGI, CSTA routeRequest). It is itself a ``Router``: the daemon starts it
+    on the static route, puts the routing service in when that has started, and swaps
+    the default route on reload, without rebuilding a link."""
+
+    def __init__(self, router: Router | None, fallback: RouteDecision | None) -> None:
+        self.router = router  # None: no route configured (nor a routing service yet)
+        self.fallback = fallback  # None: no default route is configured
+
+    def route(self, query: RouteQuery) -> Deferred[RouteDecision]:
+        if self.router is None:
+            return fail(LookupError("no router and no default route are configured"))
+        return self.router.route(query)
