@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,9 @@ def test_schema_directory_can_be_overridden(
     assert asn1.schema_dir() == tmp_path
     monkeypatch.delenv("CTILINK_CSTA_SCHEMAS")
     assert (asn1.schema_dir() / "events.asn").is_file()
+    # Outside a checkout (an installed wheel), where the wheel's data files go.
+    monkeypatch.setattr(asn1, "SCHEMA_DIR", tmp_path / "not-a-checkout")
+    assert asn1.schema_dir() == Path(sys.prefix) / "share" / "ctilink" / "schemas" / "csta"
 
 
 @pytest.mark.parametrize(

@@ -13,14 +13,16 @@ to encode is a ``LocalProtocolError``; what a peer sent is a ``RemoteProtocolErr
 ``decode`` insists that the value fills ``data`` exactly: BER values are self-delimiting,
 so a PDU or an argument with bytes left over is malformed.
 
-The modules are read from ``schemas/csta/`` of the source tree; ``CTILINK_CSTA_SCHEMAS``
-names another directory (for an installation that keeps them elsewhere).
+The modules are read from ``schemas/csta/`` of the source tree (a checkout, an editable
+install), else from ``<prefix>/share/ctilink/schemas/csta/`` where a wheel installs them
+(``[tool.setuptools.data-files]``); ``CTILINK_CSTA_SCHEMAS`` names another directory.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ import asn1tools
 from ctilink.errors import LocalProtocolError, RemoteProtocolError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "csta"
+INSTALLED_SCHEMA_DIR = Path(sys.prefix) / "share" / "ctilink" / "schemas" / "csta"
 
 # What asn1tools raises besides its own errors: on values of the wrong shape (encoding; a
 # bug of the caller, reported as ours), and on bytes that are not text where a string is
@@ -40,7 +43,9 @@ _DECODE_ERRORS = (asn1tools.Error, UnicodeDecodeError, RecursionError)
 
 def schema_dir() -> Path:
     override = os.environ.get("CTILINK_CSTA_SCHEMAS")
-    return Path(override) if override else SCHEMA_DIR
+    if override:
+        return Path(override)
+    return SCHEMA_DIR if SCHEMA_DIR.is_dir() else INSTALLED_SCHEMA_DIR
 
 
 @functools.cache
