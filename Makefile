@@ -27,6 +27,9 @@ bench: $(BIN)/ctilink
 	$(BIN)/python bench/replay_bench.py
 	$(BIN)/python bench/ami_link_bench.py
 	$(BIN)/python bench/fastagi_bench.py
+	$(BIN)/python bench/csta_bench.py
+	$(BIN)/python bench/eventsocket_bench.py
+	$(BIN)/python bench/routing_bench.py --customers 100000
 
 clean:
 	rm -rf $(VENV) ctilink-demo build *.egg-info
