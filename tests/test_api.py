@@ -160,14 +160,14 @@ async def test_what_asterisk_cannot_do_is_501(stack: Stack, command: str) -> Non
     assert "'pbx' (asterisk) does not support" in reply.body["message"]
 
 
+@pytest.mark.parametrize("command", ["conference", "alternate", "reconnect"])
 @aio_test
-async def test_conference_is_501_on_asterisk(stack: Stack) -> None:
+async def test_joins_asterisk_cannot_do_are_501(stack: Stack, command: str) -> None:
     await stack.wait_for("link_resynced")
     call = await stack.live_call()
-    reply = await stack.post(
-        f"/calls/{call}/conference", {"device": "6001", "active_call_id": call}
-    )
+    reply = await stack.post(f"/calls/{call}/{command}", {"device": "6001", "active_call_id": call})
     assert (reply.status, reply.error) == (501, "unsupported")
+    assert f"does not support {command}_call" in reply.body["message"]
 
 
 @aio_test

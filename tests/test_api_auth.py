@@ -39,6 +39,8 @@ SAMPLES: dict[tuple[str, str], Any] = {
     ("POST", "/calls/{call_id}/clear"): None,
     ("POST", "/calls/{call_id}/transfer"): JOIN,
     ("POST", "/calls/{call_id}/conference"): JOIN,
+    ("POST", "/calls/{call_id}/alternate"): JOIN,
+    ("POST", "/calls/{call_id}/reconnect"): JOIN,
     ("POST", "/agents/{agent}/state"): {"state": "not_ready", "reason": "lunch"},
     ("POST", "/callbacks"): {"queue": "support", "number": "5551234567"},
     ("GET", "/callbacks"): None,

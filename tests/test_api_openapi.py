@@ -10,7 +10,7 @@ import pytest
 from openapi_spec_validator import validate
 from openapi_spec_validator.readers import read_from_filename
 
-from ctilink.screenpop.api import CALL_COMMANDS, ROUTES, STATUS_BY_CODE
+from ctilink.screenpop.api import CALL_COMMANDS, JOIN_COMMANDS, ROUTES, STATUS_BY_CODE
 from ctilink.screenpop.api_input import DIALABLE, NAME, TEXT, VARIABLE
 from ctilink.screenpop.callbacks import Status
 from tests.test_api_support import (
@@ -54,7 +54,7 @@ def test_error_codes_and_enums_match_the_code() -> None:
     schemas = openapi()["components"]["schemas"]
     assert set(schemas["Error"]["properties"]["error"]["enum"]) == set(STATUS_BY_CODE) | API_CODES
     commands = set(schemas["CommandResult"]["properties"]["command"]["enum"])
-    assert commands == set(CALL_COMMANDS) | {"clear", "transfer", "conference"}
+    assert commands == set(CALL_COMMANDS) | {"clear"} | set(JOIN_COMMANDS)
     assert schemas["Callback"]["properties"]["status"]["enum"] == [s.value for s in Status]
 
 

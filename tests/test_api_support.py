@@ -99,7 +99,7 @@ class Tokens:
 CONTROL_METHODS = (
     "make_call", "answer_call", "clear_connection", "clear_call", "hold_call", "retrieve_call",
     "deflect_call", "single_step_transfer", "consultation_call", "transfer_call",
-    "conference_call", "set_agent_state",
+    "conference_call", "alternate_call", "reconnect_call", "set_agent_state",
 )  # fmt: skip
 
 

@@ -101,6 +101,14 @@ class SwitchAdapter:
     ) -> Deferred[None]:
         return self._unsupported("conference_call")
 
+    def alternate_call(self, held_call_id: str, active_call_id: str, device: str) -> Deferred[None]:
+        """Put the active call on hold and retrieve the held one (CSTA AlternateCall)."""
+        return self._unsupported("alternate_call")
+
+    def reconnect_call(self, held_call_id: str, active_call_id: str, device: str) -> Deferred[None]:
+        """Clear the active call and retrieve the held one (CSTA ReconnectCall)."""
+        return self._unsupported("reconnect_call")
+
     def set_agent_state(
         self, agent: str, state: str, queue: str | None = None, reason: str | None = None
     ) -> Deferred[None]:

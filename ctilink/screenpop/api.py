@@ -136,12 +136,18 @@ CALL_COMMANDS: dict[str, tuple[str, bool]] = {
     "blind_transfer": ("single_step_transfer", True),
     "consultation": ("consultation_call", True),
 }
+# Commands on a held and an active call at one device: path name → adapter method.
+JOIN_COMMANDS: dict[str, str] = {
+    "transfer": "transfer_call",
+    "conference": "conference_call",
+    "alternate": "alternate_call",
+    "reconnect": "reconnect_call",
+}
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/calls", "make_call"),
     *(Route("POST", f"/calls/{{call_id}}/{name}", "call_command") for name in CALL_COMMANDS),
     Route("POST", "/calls/{call_id}/clear", "clear_call"),
-    Route("POST", "/calls/{call_id}/transfer", "join_calls"),
-    Route("POST", "/calls/{call_id}/conference", "join_calls"),
+    *(Route("POST", f"/calls/{{call_id}}/{name}", "join_calls") for name in JOIN_COMMANDS),
     Route("POST", "/agents/{agent}/state", "agent_state"),
     Route("POST", "/callbacks", "request_callback"),
     Route("GET", "/callbacks", "list_callbacks"),
@@ -330,8 +336,7 @@ class CommandApi(Resource):
         if self._call_switch(ctx, active) is not adapter:
             raise invalid("the held and the active call are on different switches")
         self._authorize(ctx, adapter.name, device=device)
-        join = adapter.transfer_call if command == "transfer" else adapter.conference_call
-        await join(held, active, device)
+        await getattr(adapter, JOIN_COMMANDS[command])(held, active, device)
         return 200, {"call_id": held, "switch": adapter.name, "command": command}
 
     # -- agents ----------------------------------------------------------------------------
