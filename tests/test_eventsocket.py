@@ -214,3 +214,26 @@ async def test_messages_of_every_frame_length_arrive_intact(server: Server) -> N
                 f"c{index}",
                 size,
             )
+
+
+@aio_test
+async def test_under_load_writes_are_spaced_by_the_flush_interval(server: Server) -> None:
+    server.socket.flush_interval = 0.3
+    async with websockets.connect(server.url) as ws:
+        await recv_json(ws)
+        await until(lambda: len(server.socket.clients) == 1)
+        loop = asyncio.get_running_loop()
+        server.hub.publish(delivered("c1"))  # nothing written lately: at the end of the turn
+        assert (await recv_json(ws))["call_id"] == "c1"
+        first = loop.time()
+        server.hub.publish(delivered("c2"))
+        server.hub.publish(delivered("c3"))
+        assert [(await recv_json(ws))["call_id"] for _ in range(2)] == ["c2", "c3"]
+        # c2 and c3 waited out the interval after the write of c1.
+        assert loop.time() - first >= 0.25
+        sent = server.socket.events_sent
+        await asyncio.sleep(0.35)  # a quiet moment: the next event is written at once
+        server.hub.publish(delivered("c4"))
+        started = loop.time()
+        assert (await recv_json(ws))["call_id"] == "c4"
+        assert loop.time() - started < 0.25 and server.socket.events_sent == sent + 1

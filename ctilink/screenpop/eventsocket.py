@@ -122,6 +122,7 @@ log = logging.getLogger(__name__)
 
 MAX_CLIENT_MESSAGE = 64 * 1024
 MAX_BACKLOG = 10_000  # messages a client may fall behind before it is closed
+FLUSH_INTERVAL = 0.002  # seconds: the shortest time between two writes to the clients
 SUBSCRIBES_PER_MINUTE = 30
 QUERY_PARAMETERS = frozenset(
     {"access_token", "since", "types", "agents", "queues", "devices", "calls"}
@@ -152,6 +153,7 @@ class EventSocket(WebSocketServerFactory):
         max_backlog: int = MAX_BACKLOG,
         history: float = 3600.0,
         resume_page: int = 1000,
+        flush_interval: float = FLUSH_INTERVAL,
     ) -> None:
         super().__init__()
         self.setProtocolOptions(
@@ -177,6 +179,8 @@ class EventSocket(WebSocketServerFactory):
         self.resuming: set[EventSocketProtocol] = set()  # the ones catching up
         self._turn: dict[View, list[bytes]] = {}  # frames queued this reactor turn
         self._flush: IDelayedCall | None = None
+        self.flush_interval = flush_interval
+        self._flushed_at = float("-inf")  # when the last turn was written
         self.events_sent = 0
         self.slow_clients_closed = 0
         self.resumed = 0  # clients caught up from the event log
@@ -286,6 +290,7 @@ class EventSocket(WebSocketServerFactory):
     def _write_turn(self) -> None:
         """The end of a reactor turn: each view's frames, joined once, to its clients."""
         self._flush = None
+        self._flushed_at = self.clock.seconds()
         turn, self._turn = self._turn, {}
         # Transports Twisted is still writing for (the others may be written to at once).
         busy = set(self.clock.getWriters()) if IReactorFDSet.providedBy(self.clock) else None
@@ -322,7 +327,10 @@ class EventSocket(WebSocketServerFactory):
                     frame = text_frame(dumps(wire).encode("utf-8"))
                 catchup.offer(frame)
         if self._turn and self._flush is None:
-            self._flush = self.clock.callLater(0, self._write_turn)
+            # At the end of this reactor turn; under load at most one turn per
+            # flush_interval, so that a burst costs each client one write, not one per event.
+            wait = self._flushed_at + self.flush_interval - self.clock.seconds()
+            self._flush = self.clock.callLater(max(0.0, wait), self._write_turn)
 
     def _snapshot(self, view: View) -> dict[str, Any]:
         return snapshot_for(self.hub.tracker, view, self.audiences, self.clock.seconds())
