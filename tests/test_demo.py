@@ -18,6 +18,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from tests._schemas import validate_wire
+from tests.aio import aio_test
 
 URL = re.compile(r"ws://[\d.]+:\d+/events")
 TOKEN = re.compile(r"this run's token \(tenant default, control\): (ctl_\S+)")
@@ -189,3 +190,34 @@ def test_run_with_a_config_file_until_sigterm(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+@aio_test
+async def test_the_demo_desktop_pops_the_seeded_customer_in_a_browser(demo: Demo) -> None:
+    """What a user of `make demo` does: open the desktop page, sign in as agent 6001 with the
+    printed token, and see the caller of the looping trace popped with the seeded record."""
+    from playwright.async_api import async_playwright, expect
+
+    from tests.test_desktop_browser import chromium
+
+    page_url = demo.bare_url.replace("ws://", "http://").replace("/events", "/desktop/")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(chromium()))
+        try:
+            page = await browser.new_page()
+            page.set_default_timeout(30_000)
+            await page.goto(page_url)
+            await page.get_by_label("Access token").fill(demo.token)
+            await page.get_by_label("Agent id").fill("6001")
+            await page.get_by_role("button", name="Sign in").click()
+            await expect(page.locator("#connection")).to_have_text("Connected")
+            # However far the loop is, it comes round to the inbound call.
+            await expect(page.locator("#customer-name")).to_have_text(
+                "Alice Customer", timeout=60_000
+            )
+            await expect(page.locator("#customer-account")).to_have_text("ACME-001")
+            await expect(page.locator("#history tr")).not_to_have_count(0)  # seeded history
+        finally:
+            await browser.close()
+    status, err = demo.interrupt()
+    assert status == 0, err
