@@ -59,6 +59,7 @@ from ctilink.db import masked, metadata
 from ctilink.hub import Hub
 from ctilink.model.events import Event
 from ctilink.model.wire import dumps, event_to_wire
+from ctilink.writes import WriteSchedule
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +162,13 @@ class EventLog:
         self._inflight: list[_Row] = []  # the batch being written, older than _pending
         self._lock = asyncio.Lock()  # one writer at a time
         self._writers = 0  # writes started and not finished (waiting for the lock or running)
-        self._timer: DelayedCall | None = None
-        self._failures = 0  # consecutive failed writes; > 0 means an outage
+        self._schedule = WriteSchedule(
+            cast(IReactorTime, clock),
+            lambda: self._start_writer(None, quiet=True),
+            flush_interval=flush_interval,
+            retry_initial=retry_initial,
+            retry_max=retry_max,
+        )
         self.errors = 0  # failed writes since start (a metric)
         self._outage_since = 0.0
         self._episode_dropped = 0
@@ -203,7 +209,7 @@ class EventLog:
     @property
     def failing(self) -> bool:
         """True while writes fail (from the first failure to the next success)."""
-        return self._failures > 0
+        return self._schedule.failures > 0
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -242,7 +248,7 @@ class EventLog:
                 self._unsubscribe = None
             if self._pruner.running:
                 self._pruner.stop()
-            self._cancel_timer()
+            self._schedule.cancel()
             self._closing = asyncio.ensure_future(self._close())
         return Deferred.fromFuture(asyncio.shield(self._closing))
 
@@ -347,27 +353,7 @@ class EventLog:
     def _reschedule(self) -> None:
         if self._closed or self._writers or not self._pending:
             return
-        if self._failures:
-            if self._timer is None:
-                self._timer = self._clock.callLater(self._backoff(), self._kick)
-        elif len(self._pending) >= self.batch_size:
-            self._cancel_timer()
-            self._start_writer(None, quiet=True)
-        elif self._timer is None:
-            self._timer = self._clock.callLater(self.flush_interval, self._kick)
-
-    def _kick(self) -> None:
-        self._timer = None
-        self._start_writer(None, quiet=True)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
-
-    def _backoff(self) -> float:
-        return float(min(self.retry_max, self.retry_initial * 2 ** (self._failures - 1)))
+        self._schedule.due(len(self._pending), self.batch_size)
 
     def _start_writer(self, upto: int | None, *, quiet: bool) -> Deferred[None]:
         """Write the buffer (up to seq ``upto``); ``quiet``: swallow the failure (logged)."""
@@ -378,12 +364,11 @@ class EventLog:
             failed = isinstance(result, Failure)
             if not self._closed:
                 if failed:
-                    self._cancel_timer()
-                    self._timer = self._clock.callLater(self._backoff(), self._kick)
+                    self._schedule.failed()
                 elif self._pending:
                     self._reschedule()
                 else:
-                    self._cancel_timer()
+                    self._schedule.cancel()
             return None if quiet else result
 
         return _deferred(self._write(upto)).addBoth(done)
@@ -440,9 +425,9 @@ class EventLog:
             )
 
     def _note_failure(self, exc: Exception) -> None:
-        self._failures += 1
+        self._schedule.failures += 1
         self.errors += 1
-        if self._failures == 1:
+        if self._schedule.failures == 1:
             self._outage_since = self._clock.seconds()
             log.error(
                 "event log: cannot write to %s (%s); keeping up to %d events in memory "
@@ -452,11 +437,12 @@ class EventLog:
                 self.max_buffer,
             )
         else:
-            log.debug("event log: write attempt %d failed: %s", self._failures, self._reason(exc))
+            failures = self._schedule.failures
+            log.debug("event log: write attempt %d failed: %s", failures, self._reason(exc))
 
     def _note_success(self, batch: list[_Row], inserted: int) -> None:
         self.written += inserted
-        if self._failures:
+        if self._schedule.failures:
             log.warning(
                 "event log: writing to %s again after %.1f s; %d events were waiting, %d dropped",
                 self._url,
@@ -464,7 +450,7 @@ class EventLog:
                 len(batch) + len(self._pending),
                 self._episode_dropped,
             )
-            self._failures = 0
+            self._schedule.failures = 0
             self._episode_dropped = 0
             self._drop_reported = False
             return  # a retried batch may be partly stored already: not a collision

@@ -30,10 +30,11 @@ from typing import Any, Generic, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from ctilink.db import masked
+from ctilink.writes import WriteSchedule
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,13 @@ class BatchWriter(Generic[T]):
         self.inflight: list[T] = []
         self._lock = asyncio.Lock()
         self._writers = 0
-        self._timer: IDelayedCall | None = None
-        self._failures = 0
+        self._schedule = WriteSchedule(
+            clock,
+            lambda: self._start_writer(quiet=True),
+            flush_interval=flush_interval,
+            retry_initial=retry_initial,
+            retry_max=retry_max,
+        )
         self.errors = 0  # failed batch writes since start (a metric)
         self._outage_since = 0.0
         self._closed = False
@@ -121,7 +127,7 @@ class BatchWriter(Generic[T]):
 
     @property
     def failing(self) -> bool:
-        return self._failures > 0
+        return self._schedule.failures > 0
 
     @property
     def buffered(self) -> int:
@@ -138,7 +144,7 @@ class BatchWriter(Generic[T]):
     async def aclose(self) -> None:
         """``close`` for asyncio code."""
         self._closed = True
-        self._cancel_timer()
+        self._schedule.cancel()
         try:
             await self._write()
         except Exception:
@@ -166,29 +172,7 @@ class BatchWriter(Generic[T]):
     def _reschedule(self) -> None:
         if self._closed or self._writers or not self.pending:
             return
-        if self._failures:
-            if self._timer is None:
-                self._timer = self.clock.callLater(self._backoff(), self._kick)
-        elif len(self.pending) >= self.batch_size:
-            self._cancel_timer()
-            self._start_writer(quiet=True)
-        elif self._timer is None:
-            self._timer = self.clock.callLater(self.flush_interval, self._kick)
-
-    def _kick(self) -> None:
-        self._timer = None
-        self._start_writer(quiet=True)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
-
-    def _backoff(self) -> float:
-        if not self._failures:
-            return self.flush_interval
-        return float(min(self.retry_max, self.retry_initial * 2 ** (self._failures - 1)))
+        self._schedule.due(len(self.pending), self.batch_size)
 
     def _start_writer(self, *, quiet: bool) -> Deferred[None]:
         self._writers += 1
@@ -197,8 +181,7 @@ class BatchWriter(Generic[T]):
             self._writers -= 1
             if not self._closed:
                 if isinstance(result, Failure):
-                    self._cancel_timer()
-                    self._timer = self.clock.callLater(self._backoff(), self._kick)
+                    self._schedule.failed()
                 elif self.pending:
                     self._reschedule()
             return None if quiet else result
@@ -269,9 +252,9 @@ class BatchWriter(Generic[T]):
         self.dropped += count
 
     def _note_failure(self, exc: Exception) -> None:
-        self._failures += 1
+        self._schedule.failures += 1
         self.errors += 1
-        if self._failures == 1:
+        if self._schedule.failures == 1:
             self._outage_since = self.clock.seconds()
             log.error(
                 "%s: cannot write %s to %s (%s); retrying",
@@ -281,10 +264,11 @@ class BatchWriter(Generic[T]):
                 reason(exc, self.engine, self.write_timeout),
             )
         else:
-            log.debug("%s: write attempt %d failed", type(self).__name__, self._failures)
+            failures = self._schedule.failures
+            log.debug("%s: write attempt %d failed", type(self).__name__, failures)
 
     def _note_success(self) -> None:
-        if self._failures:
+        if self._schedule.failures:
             log.warning(
                 "%s: writing %s to %s again after %.1f s",
                 type(self).__name__,
@@ -292,7 +276,7 @@ class BatchWriter(Generic[T]):
                 self.url,
                 self.clock.seconds() - self._outage_since,
             )
-            self._failures = 0
+            self._schedule.failures = 0
 
     def recovered(self) -> None:
         """For subclasses: a write outside ``write_batch`` (a spool replay) succeeded."""
