@@ -199,6 +199,9 @@ class CtilinkService(Service):
         sources.clients = lambda: len(sockets.clients)
         sources.events_out = lambda: sockets.events_sent
         sources.slow_clients = lambda: sockets.slow_clients_closed
+        sources.resumed = lambda: sockets.resumed
+        sources.gaps = lambda: sockets.gaps
+        sources.refused = lambda: sockets.refused
         sources.log_written = lambda: store.written
         sources.log_dropped = lambda: store.dropped
         sources.database_up = lambda: not store.failing

@@ -17,6 +17,9 @@ Families (names and units per Prometheus conventions):
     ctilink_events_out_total                     events written to event-socket clients
     ctilink_clients_connected                    event-socket clients
     ctilink_slow_clients_closed_total            clients closed for falling behind (4408)
+    ctilink_clients_resumed_total                reconnections caught up from the event log
+    ctilink_clients_gaps_total                   resumes too old: gap + snapshot instead
+    ctilink_clients_refused_total{status}        handshakes refused (400, 401, 403)
     ctilink_route_requests_total{switch}         route requests (FastAGI, CSTA routeRequest)
     ctilink_route_fallbacks_total{switch}        requests answered with the default route
     ctilink_route_decision_seconds{switch}       request → decision latency (histogram)
@@ -156,6 +159,9 @@ class _Sources:
         self.clients: Callable[[], int] = lambda: 0
         self.events_out: Callable[[], int] = lambda: 0
         self.slow_clients: Callable[[], int] = lambda: 0
+        self.resumed: Callable[[], int] = lambda: 0
+        self.gaps: Callable[[], int] = lambda: 0
+        self.refused: Callable[[], Mapping[int, int]] = dict
         self.log_written: Callable[[], int] = lambda: 0
         self.log_dropped: Callable[[], int] = lambda: 0
         self.database_up: Callable[[], bool] = lambda: True
@@ -216,6 +222,24 @@ class _StateCollector(Collector):
             "Event-socket clients closed for falling behind",
             value=sources.slow_clients(),
         )
+        yield CounterMetricFamily(
+            "ctilink_clients_resumed",
+            "Reconnecting clients caught up from the event log",
+            value=sources.resumed(),
+        )
+        yield CounterMetricFamily(
+            "ctilink_clients_gaps",
+            "Resumes older than the event log: answered with gap and a snapshot",
+            value=sources.gaps(),
+        )
+        refused = CounterMetricFamily(
+            "ctilink_clients_refused",
+            "Event-socket handshakes refused, by HTTP status",
+            labels=["status"],
+        )
+        for status, count in sorted(sources.refused().items()):
+            refused.add_metric([str(status)], count)
+        yield refused
         yield CounterMetricFamily(
             "ctilink_event_log_written",
             "Events stored in the database",

@@ -183,6 +183,14 @@ def test_a_service_life(tmp_path: Path, notify_socket: tuple[str, socket.socket]
         assert refused.value.response.status_code == 401
         crm = clients.enter_context(connect(events + CRM[0]))
         assert json.loads(crm.recv(timeout=5))["type"] == "snapshot"
+        with connect(events + CRM[0] + "&since=3") as resumed:  # events 4... from the log
+            assert json.loads(resumed.recv(timeout=5))["seq"] == 4
+            deadline = time.monotonic() + 10  # counted once it has caught up and gone live
+            while metric(text := daemon.get("/metrics")[1], "ctilink_clients_resumed_total") < 1:
+                assert time.monotonic() < deadline, "the resumed client never went live"
+                time.sleep(0.05)
+        assert metric(text, "ctilink_clients_refused_total", status="401") == 1
+        assert metric(text, "ctilink_clients_gaps_total") == 0
 
         write_tokens(config.with_name("tokens.toml"), CRM[1], DESK[1])
         write_config(config, log_level="debug", queue="sales")
