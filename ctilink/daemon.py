@@ -124,9 +124,13 @@ class CtilinkService(Service):
             history=self.store.retention,
         )
         self._wire_metrics(self.event_socket, self.store)
-        # Acknowledgements subscribe before the routing runtime: its screen popper must
-        # be the hub's last subscriber (it publishes from inside its consumer call).
+        # Everything else subscribes before the routing runtime: its screen popper must be
+        # the hub's last subscriber (it publishes from inside its consumer call, so a
+        # consumer after it would see the pop before the event that caused it).
         self.acks = install_acks(self.event_socket, self.hub, self.reactor, self.metrics.registry)
+        by_name = {adapter.name: adapter for adapter in self.adapters}
+        self.statistics = Statistics(self.hub, self.reactor)
+        self.callbacks = Callbacks(self.hub, by_name, self.reactor)
         self.routing = await start_routing(
             config,
             config.database.connect_url(),
@@ -136,9 +140,6 @@ class CtilinkService(Service):
             config.daemon.state_dir,
         )
         self.routes.router = self.routing.router
-        by_name = {adapter.name: adapter for adapter in self.adapters}
-        self.statistics = Statistics(self.hub, self.reactor)
-        self.callbacks = Callbacks(self.hub, by_name, self.reactor)
         api = CommandApi(
             self.hub,
             by_name,
