@@ -6,13 +6,12 @@ Theory of operation
 trace that cannot be read, or an unknown kind, fails before anything listens). Starting
 it, in order: opens the database and continues event numbering after the last stored
 event; builds the event socket (tokens, tenants, resume from the event log), screen-pop
-acknowledgements, the routing runtime (customer database, routing service, interaction
-history, screen pops: subscribed last to the hub), live statistics, web callbacks and the
-command API; binds the web site (``/events``, ``/api/v1``, ``/desktop/``, ``/metrics``,
-``/healthz``, ``/readyz``) on the configured endpoint; starts every switch. ``ready``
-fires when all of that is done. Stopping reverses it: switches first (no new events),
-then clients are told, the listener closes, interactions are written, and the event log
-is flushed and closed.
+acknowledgements, live statistics, web callbacks, the routing runtime (customer database,
+routing service, interaction history, screen pops) and the command API; binds the web
+site (``/events``, ``/api/v1``, ``/desktop/``, ``/metrics``, ``/healthz``, ``/readyz``) on
+the configured endpoint; starts every switch. ``ready`` fires when all of that is done.
+Stopping reverses it: switches first (no new events), then clients are told, the
+listener closes, interactions are written, and the event log is flushed and closed.
 
 Route requests (FastAGI, CSTA routeRequest) go to ``routes`` (``ctilink.routing.Routes``):
 the configured default route until the routing service has started, then the service.
@@ -124,9 +123,7 @@ class CtilinkService(Service):
             history=self.store.retention,
         )
         self._wire_metrics(self.event_socket, self.store)
-        # Everything else subscribes before the routing runtime: its screen popper must be
-        # the hub's last subscriber (it publishes from inside its consumer call, so a
-        # consumer after it would see the pop before the event that caused it).
+        # The routing runtime's screen popper subscribes last (ctilink.routing.screenpop).
         self.acks = install_acks(self.event_socket, self.hub, self.reactor, self.metrics.registry)
         by_name = {adapter.name: adapter for adapter in self.adapters}
         self.statistics = Statistics(self.hub, self.reactor)

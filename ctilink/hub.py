@@ -5,11 +5,16 @@ stored, so numbering survives a restart), applies the event to the state tracker
 (so a snapshot taken by a consumer already includes it), then calls each consumer in the
 order they subscribed. A consumer that raises is logged and skipped for that event; the
 others and the adapter carry on.
+
+A consumer may publish (a screen pop, statistics, a callback's progress): such an event
+is numbered at once but handed on only when the event being handed on has reached every
+consumer, so every consumer sees every event in ``seq`` order, wherever it subscribed.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -27,6 +32,8 @@ class Hub:
         self._next_seq = first_seq
         self.tracker.last_seq = first_seq - 1
         self._consumers: list[Consumer] = []
+        self._queued: deque[Event] = deque()  # published by consumers, handed on next
+        self._dispatching = False
 
     @property
     def last_seq(self) -> int:
@@ -52,6 +59,19 @@ class Hub:
     def publish(self, event: Event) -> Event:
         event = replace(event, seq=self._next_seq)
         self._next_seq += 1
+        if self._dispatching:  # from inside a consumer: after the current event
+            self._queued.append(event)
+            return event
+        self._dispatching = True
+        try:
+            self._dispatch(event)
+            while self._queued:
+                self._dispatch(self._queued.popleft())
+        finally:
+            self._dispatching = False
+        return event
+
+    def _dispatch(self, event: Event) -> None:
         self.tracker.apply(event)
         for consumer in tuple(self._consumers):
             try:
@@ -60,4 +80,3 @@ class Hub:
                 log.exception(
                     "consumer %r failed on event seq=%d (%s)", consumer, event.seq, event.TYPE
                 )
-        return event

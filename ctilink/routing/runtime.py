@@ -30,8 +30,7 @@ recorder spools. What it starts:
   checked (an import or admin command elsewhere reloads them and clears the caller cache);
 * ``InteractionRecorder`` subscribed to the hub, spooling to ``<state_dir>/spool/`` during
   outages; a spool left by a previous run is written first;
-* ``ScreenPopper`` subscribed LAST (it publishes pops from inside its consumer call; see
-  ``ctilink.routing.screenpop``).
+* ``ScreenPopper``, subscribed last (see ``ctilink.routing.screenpop``).
 
 ``runtime.close()`` (a Deferred) unsubscribes, stops the refresher, writes or spools what
 is buffered, and disposes of the engines.

@@ -19,10 +19,9 @@ lookup time, unless the call ended meanwhile (then nothing is published). A look
 fails pops the number and IVR data anyway, marked ``unavailable`` (one warning per outage).
 Unknown callers pop as unknown with their number.
 
-Publishing from inside a consumer call is a nested ``Hub.publish``: every consumer that
-subscribed *after* this one would see the pop before the delivered event. So this consumer
-must be subscribed last (``start_routing`` does it; anything subscribed later must not
-care about order), unless the hub queues nested publications (then anywhere).
+Publishing from inside a consumer call is fine: the hub hands the pop on once the
+delivered event has reached every consumer, so every consumer sees them in that order.
+``start_routing`` subscribes the popper last all the same.
 
 The ``customer`` object (``schemas/events/screen_pop.schema.json``): ``known``,
 ``number`` (E.164 when it could be read, else as the switch sent it), ``identified_by``,
