@@ -17,6 +17,7 @@ status: 0 success, 1 runtime failure (database unreachable, nothing found), 2 ba
 (usage, configuration, trace, an unreadable or rejected import file).
 
     ctilink db import FILE [--on-error reject|skip] [--batch-size N] -c CONFIG
+    ctilink db load-directory FILE -c CONFIG
     ctilink db seed-demo -c CONFIG
     ctilink route explain CALL_ID -c CONFIG
     ctilink route simulate TRACE... -c CONFIG [--switch NAME] [--port N] [--explain]
@@ -86,6 +87,18 @@ def add_db_arguments(db_subparsers: argparse._SubParsersAction[Any]) -> None:
     imp.add_argument("--batch-size", type=int, default=2000, help=argparse.SUPPRESS)
     _config_option(imp)
     imp.set_defaults(routing_command=import_command)
+
+    directory = db_subparsers.add_parser(
+        "load-directory",
+        help="add or replace agents and queues from a TOML file",
+        description="Add or replace agents (skills) and queues (numbers, skills, hours,"
+        " holidays, overflow) from a TOML file of [[agent]] and [[queue]] tables (see"
+        " contrib/directory.example.toml). The file is checked whole and written in one"
+        " transaction; a running daemon picks it up within [routing] refresh_seconds.",
+    )
+    directory.add_argument("file", type=Path, metavar="FILE")
+    _config_option(directory)
+    directory.set_defaults(routing_command=directory_command)
 
     seed = db_subparsers.add_parser("seed-demo", help="add the demo's customers, agents and queues")
     _config_option(seed)
@@ -179,6 +192,18 @@ def import_command(args: argparse.Namespace) -> int:
         print(f"{args.file}: ... and {more} more bad row(s)", file=sys.stderr)
     print(report.summary(), file=sys.stderr if report.rejected else sys.stdout)
     return EXIT_BAD_INPUT if report.rejected else EXIT_OK
+
+
+def directory_command(args: argparse.Namespace) -> int:
+    from ctilink.routing.directory_file import load_directory
+
+    _, url = _prepared(args)
+    found = load_directory(url, args.file)
+    print(
+        f"database {db.masked(url)}: {len(found.agents)} agent(s) and {len(found.queues)}"
+        f" queue(s) from {args.file} in place"
+    )
+    return EXIT_OK
 
 
 def seed_command(args: argparse.Namespace) -> int:
