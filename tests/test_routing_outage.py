@@ -120,6 +120,7 @@ async def test_an_unreachable_database_gets_the_default_route_in_budget_logged_o
     ]
     (first,) = stored_decisions(routing_url, "call-1")
     assert first["steps"][0]["detail"].startswith("OperationalError: ")
+    await service.audit.close()
 
 
 @pytest_twisted.ensureDeferred
@@ -161,6 +162,9 @@ async def test_an_outage_then_recovery_probes_with_backoff(
             " default route meanwhile"
         ]
         assert len(logged_errors) == 1
+        # Write what the advanced clock started, before the next test empties the tables.
+        assert service.audit is not None
+        await service.audit.close()
     finally:
         await forwarder.close()
 
@@ -192,6 +196,8 @@ async def test_a_hung_database_times_out_within_the_budget(
         assert service.route(query("call-4")).called
         assert service.fallbacks == 4
         assert len(logged_errors) == 1
+        assert service.audit is not None
+        await service.audit.close()
     finally:
         await hole.close()
 
@@ -275,5 +281,7 @@ async def test_the_forwarder_alone_changes_nothing(
         for n in range(5):
             assert (await service.route(query(f"call-{n}"))).rule == "queue"
         await until(lambda: service.decisions == 5, "five decisions")
+        assert service.audit is not None
+        await service.audit.close()
     finally:
         await forwarder.close()
