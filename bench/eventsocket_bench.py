@@ -1,7 +1,7 @@
 """Event socket fan-out: switch event → client receive latency and messages/s delivered.
 
     python bench/eventsocket_bench.py [--rate 2000] [--clients 100] [--seconds 10]
-                                      [--processes 2] [--limited 0] [--no-pinning]
+                                      [--processes N] [--limited 0] [--no-pinning]
 
 The server is this process: a ``Hub`` (state tracker included) and the ``EventSocket``
 with token authentication on, behind the twisted.web site of ``make_site``, on Twisted's
@@ -185,6 +185,8 @@ def server_main(args: argparse.Namespace) -> None:
     if len(cores) >= 2 and not args.no_pinning:  # the server alone on one core
         server_cpu, client_cpus = str(cores[0]), ",".join(map(str, cores[1:]))
         os.sched_setaffinity(0, {cores[0]})
+    if args.processes is None:  # one client process per CPU the clients have
+        args.processes = max(1, len(cores) - 1 if client_cpus else len(cores))
 
     workdir = Path(tempfile.mkdtemp(prefix="ctilink-bench-"))
     children = []
@@ -320,7 +322,13 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2000.0, help="events/s published")
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--processes", type=int, default=2, help="client processes")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="client processes (default: one per CPU left to the clients; two processes"
+        " on one CPU measure their contention, not the server)",
+    )
     parser.add_argument("--limited", type=int, default=0, help="clients with agent tokens")
     parser.add_argument(
         "--no-pinning", action="store_true", help="let the OS place server and clients"
