@@ -58,7 +58,7 @@ from twisted.python.failure import Failure
 from ctilink.db import masked, metadata
 from ctilink.hub import Hub
 from ctilink.model.events import Event
-from ctilink.model.wire import dumps, event_to_wire
+from ctilink.model.wire import event_json
 from ctilink.writes import WriteSchedule
 
 log = logging.getLogger(__name__)
@@ -187,7 +187,7 @@ class EventLog:
             self.dropped += 1
             return
         try:
-            body = dumps(event_to_wire(event))
+            body = event_json(event)
         except Exception:  # a bug upstream; the hub must not see it from here
             self.dropped += 1
             log.exception("event log: cannot serialize event seq=%d (%s)", event.seq, event.TYPE)

@@ -520,3 +520,16 @@ def test_snapshot_missing_a_nullable_field_fails() -> None:
     del snapshot["links"][0]["detail"]
     with pytest.raises(AssertionError, match="'detail' is a required property"):
         validate_wire(snapshot)
+
+
+def test_an_event_is_encoded_once_and_equal_events_are_not_confused() -> None:
+    from ctilink.model.wire import dumps, event_json, event_wire
+
+    hub = Hub()
+    first = hub.publish(ev.AgentReady(switch="pbx", time=0.0, agent="6001", state=AgentState.READY))
+    wire, text = event_wire(first)
+    assert event_wire(first) == (wire, text) and event_wire(first)[0] is wire  # reused
+    assert wire == event_to_wire(first) and text == dumps(wire) == event_json(first)
+    twin = replace(first, seq=first.seq + 1)  # another event: encoded on its own
+    assert event_wire(twin)[0]["seq"] == first.seq + 1
+    assert event_wire(first)[0]["seq"] == first.seq

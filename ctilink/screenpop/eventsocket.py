@@ -93,7 +93,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorFDSet, IReactorTim
 
 from ctilink.hub import Hub
 from ctilink.model.events import Event
-from ctilink.model.wire import dumps, event_to_wire
+from ctilink.model.wire import event_wire
 from ctilink.screenpop.auth import AuthError, TokenStore, bad_request, presented_secret
 from ctilink.screenpop.connection import (
     CLOSE_BAD_REQUEST,
@@ -309,13 +309,13 @@ class EventSocket(WebSocketServerFactory):
 
     # -- events --------------------------------------------------------------------------
     def __call__(self, event: Event) -> None:
-        wire = event_to_wire(event)
+        wire, text = event_wire(event)
         audience = self.audiences.observe(wire, self.clock.seconds())
         frame: bytes | None = None
         for view in self.views:
             if view.sees(audience):
                 if frame is None:
-                    frame = text_frame(dumps(wire).encode("utf-8"))
+                    frame = text_frame(text.encode("utf-8"))
                 queued = self._turn.get(view)
                 if queued is None:
                     queued = self._turn[view] = []
@@ -324,7 +324,7 @@ class EventSocket(WebSocketServerFactory):
             catchup = client.catchup
             if catchup is not None and client.view.sees(audience):
                 if frame is None:
-                    frame = text_frame(dumps(wire).encode("utf-8"))
+                    frame = text_frame(text.encode("utf-8"))
                 catchup.offer(frame)
         if self._turn and self._flush is None:
             # At the end of this reactor turn; under load at most one turn per
