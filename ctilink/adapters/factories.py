@@ -78,8 +78,15 @@ def _csta_adapter(switch: SwitchConfig, hub: Hub, reactor: Any, routes: Routes) 
     """Kinds "csta" and "csta-xml" (``switch.csta.xml`` says which encoding). Its routeing
     reads the default route from ``routes`` when it answers, so a reload's new one is used."""
     from ctilink.adapters.csta import CstaAdapter
+    from ctilink.csta import asn1
 
     assert switch.csta is not None
+    # The ASN.1 modules take about a second to parse and compile: now, before the reactor
+    # runs, not on the reactor thread when the link first connects.
+    if switch.csta.xml:
+        asn1.parsed_modules()
+    else:
+        asn1.specification()
     return CstaAdapter(
         switch.name,
         switch.csta,

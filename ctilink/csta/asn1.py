@@ -20,6 +20,7 @@ install), else from ``<prefix>/share/ctilink/schemas/csta/`` where a wheel insta
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import sys
@@ -49,12 +50,21 @@ def schema_dir() -> Path:
 
 
 @functools.cache
-def specification() -> Any:
-    """Every module of the schema directory, compiled for BER (once per process)."""
+def parsed_modules() -> dict[str, Any]:
+    """Every module of the schema directory, parsed once per process (about a second):
+    compiled for BER here, read as they are by the XML codec (``xml_types``)."""
     files = sorted(schema_dir().glob("*.asn"))
     if not files:
         raise FileNotFoundError(f"no ASN.1 modules (*.asn) in {schema_dir()}")
-    return asn1tools.compile_files([str(f) for f in files], "ber")
+    parsed: dict[str, Any] = asn1tools.parse_files([str(f) for f in files])
+    return parsed
+
+
+@functools.cache
+def specification() -> Any:
+    """Every module of the schema directory, compiled for BER (once per process)."""
+    # compile_dict may annotate what it is given: compile a copy of the shared parse.
+    return asn1tools.compile_dict(copy.deepcopy(parsed_modules()), "ber")
 
 
 def type_(module: str, name: str) -> Any:

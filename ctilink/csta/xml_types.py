@@ -19,8 +19,6 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any, Final
 
-import asn1tools
-
 from ctilink.csta import asn1
 from ctilink.errors import LocalProtocolError, RemoteProtocolError
 
@@ -44,13 +42,9 @@ class Mistyped(RemoteProtocolError):
     """An XML element does not carry a value of the type it should."""
 
 
-@functools.cache
 def modules() -> dict[str, Any]:
     """The ASN.1 modules of the schema directory, parsed (not compiled) once per process."""
-    parsed: dict[str, Any] = asn1tools.parse_files(
-        [str(f) for f in sorted(asn1.schema_dir().glob("*.asn"))]
-    )
-    return parsed
+    return asn1.parsed_modules()
 
 
 @functools.cache
