@@ -151,6 +151,7 @@ class Callbacks:
         self._new_id = new_id
         self.requests: dict[str, CallbackRequest] = {}  # in arrival order
         self._by_call: dict[str, CallbackRequest] = {}
+        self._unfinished: set[str] = set()  # ids of the requests not finished yet
         self._ringing: set[tuple[str, str]] = set()  # (switch, agent) dialled for a callback
         self._outbox: list[ev.CallbackChanged] = []
         self._flush_call: IDelayedCall | None = None
@@ -233,7 +234,7 @@ class Callbacks:
 
     # -- events from the switch ------------------------------------------------------------
     def __call__(self, event: ev.Event) -> None:
-        if not self.requests:
+        if not self._unfinished:
             return  # the usual case: nothing to do for any event
         if isinstance(event, ev.CallEvent) and event.call_id in self._by_call:
             handler = self._handlers.get(type(event))
@@ -406,6 +407,10 @@ class Callbacks:
 
     # -- publishing ------------------------------------------------------------------------
     def _changed(self, callback: CallbackRequest) -> None:
+        if callback.status in FINISHED:
+            self._unfinished.discard(callback.callback_id)
+        else:
+            self._unfinished.add(callback.callback_id)
         callback.updated = self.clock.seconds()
         self._outbox.append(callback.to_event())
         if self._flush_call is None or not self._flush_call.active():
