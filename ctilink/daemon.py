@@ -284,9 +284,6 @@ class CtilinkService(Service):
         log.info("ctilink stopped")
 
 
-DEMO_AGENT = "6001"  # the agent who answers in the demo's traces
-
-
 def demo_config(
     work_dir: Path,
     *,

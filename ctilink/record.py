@@ -18,7 +18,7 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -38,8 +38,6 @@ class Recording:
     records: int = 0
     written: int = 0
     rotations: int = 0
-    files: list[Path] = field(default_factory=list)
-
     cut: int = 0  # records of an unfinished message left out at the end
 
     def __post_init__(self) -> None:

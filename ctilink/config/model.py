@@ -150,7 +150,7 @@ REPLAY_PROTOCOLS: Final = ("auto", "ami", "csta")
 @dataclass(frozen=True, slots=True)
 class ReplayOptions:
     """Recorded traces played as a switch. ``protocol`` "auto" is CSTA when every trace is
-    a CSTA hex JSON Lines trace, else AMI (``ctilink.adapters.factories.replay_protocol``);
+    a CSTA hex JSON Lines trace, else AMI (``ctilink.adapters.factories.resolve_replay``);
     ``port`` is the switch's TCP port inside captures, None for the protocol's usual one."""
 
     traces: tuple[Path, ...]

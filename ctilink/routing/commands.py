@@ -1,15 +1,6 @@
 """Command-line helpers: ``ctilink db import|seed-demo`` and ``ctilink route explain|simulate``.
 
-Plugging them into ``ctilink/cli.py`` (two lines)::
-
-    # in build_parser(), after the `db upgrade` parser is added to db_sub:
-    from ctilink.routing import commands as routing_commands
-    routing_commands.add_arguments(sub, db_sub)
-
-    # in main(), right after parse_args:
-    if getattr(args, "routing_command", None) is not None:
-        return routing_commands.run(args)
-
+``ctilink/cli.py`` plugs them in (``add_arguments`` in its parser, ``run`` in ``main``).
 ``add_arguments`` adds ``import`` and ``seed-demo`` under ``db`` and a ``route`` command
 with ``explain`` and ``simulate``; each parser sets ``routing_command``, which ``run``
 calls. ``run`` prints its own errors (prefixed ``ctilink <command>:``) and returns the exit

@@ -81,10 +81,6 @@ class Caller:
     identified_by: str | None  # "account" or "number"
     history: tuple[PastInteraction, ...] = ()
 
-    @property
-    def known(self) -> bool:
-        return self.customer is not None
-
 
 _EntryKey = tuple[str, str, str]  # ("a" or "n", tenant, account or number)
 _MISSING: Any = object()

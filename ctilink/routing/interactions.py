@@ -7,7 +7,7 @@ Theory of operation
 the first event gives the start, the direction (a call arriving at the switch, i.e. first
 seen ``delivered``, is inbound; a device making a call is outbound) and the numbers; events
 naming a queue or an agent set them (the agent is the one who answered, else the last one
-offered); ``established`` gives the answer time; ``failed`` and ``queued`` are remembered;
+offered); ``established`` gives the answer time; a ``failed`` is remembered;
 call data is merged. ``call_cleared`` ends it with its cause and an outcome:
 
     answered (someone answered) | abandoned (cause "abandoned": the caller hung up while
@@ -81,7 +81,6 @@ class LiveInteraction:
     cause: str | None = None
     switch_call_id: str | None = None
     failed: bool = False
-    queued: bool = False
     data: dict[str, str] = field(default_factory=dict)
 
     def end(self, time: float, cause: str | None, outcome: str | None = None) -> dict[str, Any]:
@@ -103,7 +102,7 @@ class LiveInteraction:
         """The row to store (JSON-able: it may go to the spool)."""
         row = asdict(self)
         row["agent"] = self.agent or (self.offered_agent if self.answered else None)
-        for internal in ("offered_agent", "failed", "queued"):
+        for internal in ("offered_agent", "failed"):
             del row[internal]
         return row
 
@@ -208,8 +207,6 @@ class InteractionRecorder(BatchWriter[dict[str, Any]]):
                 live.agent = event.agent
         elif isinstance(event, ev.Failed):
             live.failed = True
-        elif isinstance(event, ev.Queued):
-            live.queued = True
 
     # -- reads -------------------------------------------------------------------------------
     def live(self, call_id: str) -> dict[str, Any] | None:

@@ -38,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,7 +129,6 @@ class RoutingService:
         self.decisions = 0  # requests answered (fallbacks included)
         self.fallbacks = 0  # answered with the default route because of the database
         self.rules: Counter[str] = Counter()
-        self.latencies: deque[float] = deque(maxlen=10_000)  # seconds, most recent
         self._failures = 0  # failed lookups in a row
         self.errors = 0  # failed lookups since start (a metric)
         self._trips = 0  # times the breaker opened in this outage
@@ -280,7 +279,6 @@ class RoutingService:
         rule = decision.rule if decision is not None else "none"
         self.decisions += 1
         self.rules[rule] += 1
-        self.latencies.append(latency)
         if self.audit is not None:
             self.audit.add(
                 decision_row(

@@ -39,7 +39,6 @@ class Spool:
         self.directory = directory
         self.path = directory / f"{name}.spool.jsonl"
         self.replay_path = directory / f"{name}.replay.jsonl"
-        self.appended = 0  # rows appended by this instance
 
     def append(self, rows: list[dict[str, Any]]) -> None:
         """Append ``rows`` durably (blocking: call it from a worker thread)."""
@@ -52,11 +51,6 @@ class Spool:
             os.fsync(spool.fileno())
         if created:
             _fsync_directory(self.directory)
-        self.appended += len(rows)
-
-    def waiting(self) -> bool:
-        """True if rows wait in the spool or in an unfinished replay."""
-        return self.replay_path.exists() or (self.path.exists() and self.path.stat().st_size > 0)
 
     def take(self) -> Path | None:
         """The file to replay next (renaming the spool to it), or None if nothing waits."""

@@ -337,7 +337,6 @@ STRATEGIES: Final[Mapping[str, Strategy]] = {
     "overflow": overflow,
 }
 assert tuple(STRATEGIES) == ROUTING_STRATEGIES, "the configuration's names are these"
-NEEDS_CALLER: Final = frozenset({"identify", "vip", "last_agent", "preferred_agent"})
 
 
 # -- running them --------------------------------------------------------------------------
@@ -375,7 +374,3 @@ def evaluate(ev: Evaluation) -> RouteDecision | None:
     if ev.settings.default_agent is not None:
         return RouteDecision(None, ev.settings.default_agent, ev.priority, "default")
     return None
-
-
-def needs_caller(settings: RoutingConfig) -> bool:
-    return any(name in NEEDS_CALLER for name in settings.strategies)

@@ -24,7 +24,7 @@ A ``TokenStore`` is immutable; a reload builds a new one and hands it to the eve
 (``EventSocket.replace_tokens``), which keeps every client whose token is still there and
 valid and closes the others (4401). Tokens are matched across stores by digest.
 
-The token file (proposed config key ``[event_socket] tokens_file``, re-read on SIGHUP) is
+The token file (``[event_socket] tokens_file``, read again on SIGHUP) is
 TOML, one ``[[token]]`` table per token; ``Token.to_toml()`` writes one::
 
     [[token]]

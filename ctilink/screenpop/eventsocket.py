@@ -42,41 +42,12 @@ bounded and other clients and the switch links never wait for it.
 Close codes mirror HTTP: 4400 bad request, 4401 unauthorized, 4403 forbidden, 4408 too
 slow (WebSocket reserves 1001-2999 for the protocol itself).
 
-Daemon wiring (``ctilink.daemon``), in ``_start`` after ``first = await self.store.start(
-self.hub)`` and before the listener is bound::
-
-    tokens = None                                    # [event_socket] auth = "none"
-    if es.auth == "token":
-        tokens = TokenStore.load(es.tokens_file)     # ConfigError: refuse to start
-    tenants = {switch.name: switch.tenant for switch in self.config.switches}
-    self.event_socket = EventSocket(
-        self.hub, self.reactor, tokens=tokens, tenants=tenants, event_log=self.store,
-        max_backlog=es.max_backlog, history=self.store.retention,
-    )
-    # make_site(self.event_socket, ...) as today: WebSocketResource(event_socket) at /events
-    # TLS: es.listen = "ssl:port=8765:privateKey=/etc/ctilink/key.pem:certKey=/etc/ctilink/cert.pem"
-
-and in ``reload``, once the new token file has been read without error (a bad file: log
-one line, keep the running store)::
-
-    self.event_socket.replace_tokens(TokenStore.load(new.event_socket.tokens_file))
-
-The command API takes ``auth.Authenticator(tokens, reactor)`` (set its ``store`` on reload
-too); ``auth.new_token(id, tenant, scope, agents=, queues=, devices=, expires=)`` returns
-the secret to show once and the ``Token`` whose ``to_toml()`` goes in the file
-(``ctilink token new``).
-
-Proposed configuration (``[event_socket]``; ``listen`` exists, ``[[switch]] tenant`` too):
-
-    auth = "token"          # str: "token" (default) or "none" (no authentication: the demo,
-                            # a loopback-only listener); "none" on a non-loopback listen
-                            # deserves a warning at check-config
-    tokens_file = "..."     # path, required when auth = "token"; re-read on SIGHUP
-    max_backlog = 10000     # int >= 100: messages a client may fall behind before 4408
-
-Resume history is the event log's retention (an hour by default; at least 600 s for the
-10 minutes clients are promised). Counters for ``ctilink.metrics`` besides ``clients``,
-``events_sent`` and ``slow_clients_closed``: ``resumed``, ``gaps``, ``refused`` (by status).
+The daemon (``ctilink.daemon``) builds it from ``[event_socket]`` (``auth``,
+``tokens_file``, ``max_backlog``; TLS through an ``ssl:`` listen endpoint) and hands it a
+new token store on reload (``replace_tokens``). Resume history is the event log's
+retention (an hour by default; at least 600 s for the 10 minutes clients are promised).
+Counters for ``ctilink.metrics``: ``clients``, ``events_sent``, ``slow_clients_closed``,
+``resumed``, ``gaps``, ``refused`` (by status).
 """
 
 from __future__ import annotations
