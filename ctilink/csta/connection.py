@@ -32,24 +32,26 @@ Heartbeats: once associated, each side sends systemStatus(normal) every
 resets the count; ``heartbeat_misses`` unanswered in a row declare the link down
 (``LinkDown("heartbeat")``). Alcatel's documented default is the same scheme (every 30 s,
 down after two unanswered).
+
+Everything above but ACSE and ROSE (states, requests, timers, feeding the framer) is
+``BaseConnection``, which ``xml_connection.CstaXmlConnection`` shares.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from ctilink.csta import CstaMessage, acse, operations, rose
 from ctilink.csta.framing import CLOSED as FRAMER_CLOSED
-from ctilink.csta.framing import HANDSHAKE, NEED_DATA, Framer, Role
+from ctilink.csta.framing import HANDSHAKE, NEED_DATA, Framer, Role, StreamFramer
 from ctilink.csta.operations import CstaError
 from ctilink.errors import LocalProtocolError, RemoteProtocolError
 
@@ -135,7 +137,261 @@ class _Pending:
     timer: IDelayedCall
 
 
-class CstaConnection:
+class BaseConnection:
+    """What ``CstaConnection`` (BER) and ``xml_connection.CstaXmlConnection`` share: the
+    states, requests and their invoke ids, timeouts, heartbeats, and feeding the framer.
+
+    A subclass supplies its framer (``_framer``), how a message goes out
+    (``_send_message``), what one framed item does (``_on_item``), and its names."""
+
+    _NAME: ClassVar[str]  # in log lines and errors: "CSTA", "CSTA XML"
+    _LINK: ClassVar[str]  # in a refused transition: "CSTA association", "CSTA XML link"
+    _log: ClassVar[logging.Logger]
+    _framer: StreamFramer[Any]
+
+    def __init__(
+        self,
+        role: Role,
+        clock: IReactorTime,
+        *,
+        send: Callable[[bytes], None],
+        on_event: Callable[[ConnectionEvent], None],
+        invoke_timeout: float,
+        association_timeout: float,
+        heartbeat_interval: float | None,
+        heartbeat_misses: int,
+        max_invoke_id: int,
+    ) -> None:
+        if heartbeat_misses < 1:
+            raise LocalProtocolError("heartbeat_misses must be at least 1")
+        self.role = role
+        self.state = State.IDLE
+        self.csta_version: str | None = None
+        self._clock = clock
+        self._send = send
+        self._on_event = on_event
+        self._invoke_timeout = invoke_timeout
+        self._association_timeout = association_timeout
+        self._heartbeat_interval = heartbeat_interval
+        self._heartbeat_misses = heartbeat_misses
+        self._max_invoke_id = max_invoke_id
+        self._last_id = 0  # the invoke id allocator's position
+        self._pending: dict[int, _Pending] = {}
+        self._expired: OrderedDict[int, None] = OrderedDict()
+        self._timer: IDelayedCall | None = None  # association/release guard, heartbeat
+        self._heartbeat_id: int | None = None
+        self._missed = 0
+
+    # -- what a subclass supplies --------------------------------------------------------
+    def _send_message(self, message: CstaMessage) -> None:
+        raise NotImplementedError
+
+    def _on_item(self, item: Any) -> None:
+        """One item from the framer, neither ``NEED_DATA`` nor ``CLOSED``."""
+        raise NotImplementedError
+
+    # -- the caller's side ---------------------------------------------------------------
+    def send_invoke(
+        self, operation: str, argument: Any, timeout: float | None = None
+    ) -> Deferred[CstaMessage | None]:
+        """Invoke ``operation``; the Deferred fires once (see the module docstring)."""
+        if operation not in operations.BY_NAME:
+            raise LocalProtocolError(f"unknown CSTA operation {operation!r}")
+        if self.state is not State.ASSOCIATED:
+            return fail(CstaError("link_down", operation, f"link is {self.state.value}"))
+        return self._invoke(operation, argument, timeout)[1]
+
+    def _invoke(
+        self, operation: str, argument: Any, timeout: float | None
+    ) -> tuple[int, Deferred[CstaMessage | None]]:
+        invoke_id = self._next_id()
+        self._send_message(CstaMessage("invoke", invoke_id, operation, argument))
+        delay = self._invoke_timeout if timeout is None else timeout
+        deferred: Deferred[CstaMessage | None] = Deferred(lambda _d: self._forget(invoke_id))
+        timer = self._clock.callLater(delay, self._expire, invoke_id, delay)
+        self._pending[invoke_id] = _Pending(operation, deferred, timer)
+        return invoke_id, deferred
+
+    def send_result(self, invoke_id: int, operation: str, result: Any) -> None:
+        """Answer the peer's invoke ``invoke_id`` of ``operation`` with ``result``."""
+        self._send_message(CstaMessage("result", invoke_id, operation, result))
+
+    def send_error(self, invoke_id: int, failure: tuple[str, Any]) -> None:
+        """Answer the peer's invoke with universalFailure (XML: ``CSTAErrorCode``) ``failure``."""
+        self._send_message(
+            CstaMessage("error", invoke_id, argument=failure, error="universalFailure")
+        )
+
+    def connection_lost(self, detail: str = "connection lost") -> None:
+        """The transport is gone; pending requests fail with ``link_down``."""
+        if self.state is not State.CLOSED:
+            self._down("closed", detail)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    @property
+    def closed(self) -> bool:
+        return self.state is State.CLOSED
+
+    # -- bytes from the peer -------------------------------------------------------------
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the peer (``b""`` at EOF). Never raises for what the peer sent:
+        a broken link becomes a ``LinkDown`` event."""
+        if self.state is State.CLOSED:
+            return
+        try:
+            self._framer.receive_data(data)
+            while not self.closed:
+                item = self._framer.next_item()
+                if item is NEED_DATA:
+                    return
+                if item is FRAMER_CLOSED:
+                    self._down("closed", "the peer closed the connection")
+                    return
+                self._on_item(item)
+        except RemoteProtocolError as exc:
+            self._down("protocol_error", str(exc))
+
+    def _on_invoke(self, message: CstaMessage) -> None:
+        answered = message.operation == "systemStatus"
+        if answered:
+            assert message.invoke_id is not None
+            self.send_result(message.invoke_id, "systemStatus", ("noData", None))
+        self._on_event(Invoked(message, answered))
+
+    # -- pending requests ----------------------------------------------------------------
+    def _next_id(self) -> int:
+        """The next invoke id after the last one, from 1..``max_invoke_id``, not pending."""
+        limit = self._max_invoke_id
+        for _ in range(limit):
+            self._last_id = self._last_id % limit + 1
+            if self._last_id not in self._pending:
+                return self._last_id
+        raise LocalProtocolError(f"{limit} {self._NAME} requests pending")
+
+    def _settle(
+        self, invoke_id: int, *, result: CstaMessage | None = None, failure: Any = None
+    ) -> None:
+        pending = self._pending.pop(invoke_id)
+        if pending.timer.active():
+            pending.timer.cancel()
+        if invoke_id == self._heartbeat_id:
+            self._heartbeat_id = None
+            self._missed = 0
+        if isinstance(failure, tuple) and failure[0] == "malformed":
+            pending.deferred.errback(
+                CstaError("error", pending.operation, f"malformed answer ({failure[1]})", failure)
+            )
+        elif failure is not None:
+            pending.deferred.errback(operations.command_error(pending.operation, failure))
+        else:
+            pending.deferred.callback(result)
+
+    def _expire(self, invoke_id: int, delay: float) -> None:
+        pending = self._pending.pop(invoke_id, None)
+        if pending is None:
+            return
+        self._expired[invoke_id] = None
+        while len(self._expired) > _EXPIRED_MEMORY:
+            self._expired.popitem(last=False)
+        if invoke_id == self._heartbeat_id:
+            self._heartbeat_id = None
+            self._missed += 1
+            self._log.info(
+                "%s: heartbeat %d of %d unanswered",
+                self._NAME,
+                self._missed,
+                self._heartbeat_misses,
+            )
+        if operations.BY_NAME[pending.operation].result is None:
+            pending.deferred.callback(None)
+        else:
+            pending.deferred.errback(
+                CstaError("timeout", pending.operation, f"no answer within {delay:g} s")
+            )
+        if self._missed >= self._heartbeat_misses:
+            self._down("heartbeat", f"{self._missed} heartbeats unanswered")
+
+    def _forget(self, invoke_id: int) -> None:
+        pending = self._pending.pop(invoke_id, None)
+        if pending is not None and pending.timer.active():
+            pending.timer.cancel()
+
+    # -- timers --------------------------------------------------------------------------
+    def _arm_guard(self, what: str) -> None:
+        self._cancel_timer()
+        self._timer = self._clock.callLater(self._association_timeout, self._guard_expired, what)
+
+    def _guard_expired(self, what: str) -> None:
+        self._timer = None
+        self._down("timeout", f"{what} within {self._association_timeout:g} s")
+
+    def _heartbeat(self) -> None:
+        self._timer = None
+        interval = self._heartbeat_interval
+        if self.state is not State.ASSOCIATED or interval is None:
+            return
+        if self._heartbeat_id is not None and self._heartbeat_id in self._pending:
+            self._expire(self._heartbeat_id, interval)  # counts the miss
+            if self.state is not State.ASSOCIATED:
+                return
+        invoke_id, deferred = self._invoke("systemStatus", {"systemStatus": "normal"}, interval)
+        deferred.addErrback(lambda _failure: None)  # counted in _settle and _expire
+        self._heartbeat_id = invoke_id
+        self._timer = self._clock.callLater(interval, self._heartbeat)
+
+    def _start_timers(self) -> None:
+        """Once associated: the heartbeat (and in a subclass, its own keep-alive)."""
+        if self._heartbeat_interval is not None:
+            self._timer = self._clock.callLater(self._heartbeat_interval, self._heartbeat)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    # -- transitions ---------------------------------------------------------------------
+    def _associated(self, response: acse.AssociateResponse, version: str | None) -> None:
+        self._transition(State.ASSOCIATED)
+        self.csta_version = version
+        self._cancel_timer()
+        self._start_timers()
+        self._on_event(AssociationAccepted(response, version))
+
+    def _close(self) -> None:
+        self._transition(State.CLOSED)
+        self._cancel_timer()
+        pending, self._pending = self._pending, {}
+        for entry in pending.values():
+            if entry.timer.active():
+                entry.timer.cancel()
+            entry.deferred.errback(CstaError("link_down", entry.operation, "link closed"))
+
+    def _down(self, reason: str, detail: str) -> None:
+        if self.state is State.CLOSED:
+            return
+        self._log.info("%s: link down (%s): %s", self._NAME, reason, detail)
+        self._close()
+        self._on_event(LinkDown(reason, detail))
+
+    def _transition(self, new: State) -> None:
+        if new not in _STATES[self.state]:
+            raise LocalProtocolError(f"{self._LINK}: {self.state.value} -> {new.value}")
+        self.state = new
+
+    def _require(self, state: State, action: str) -> None:
+        if self.state is not state:
+            raise LocalProtocolError(f"cannot {action} in state {self.state.value}")
+
+
+class CstaConnection(BaseConnection):
+    _NAME = "CSTA"
+    _LINK = "CSTA association"
+    _log = log
+    _framer: Framer
+
     def __init__(
         self,
         role: Role,
@@ -150,26 +406,19 @@ class CstaConnection:
         heartbeat_interval: float | None = 30.0,
         heartbeat_misses: int = 2,
     ) -> None:
-        self.role = role
-        self.state = State.IDLE
-        self.csta_version: str | None = None
-        self._clock = clock
-        self._send = send
-        self._on_event = on_event
+        super().__init__(
+            role,
+            clock,
+            send=send,
+            on_event=on_event,
+            invoke_timeout=invoke_timeout,
+            association_timeout=association_timeout,
+            heartbeat_interval=heartbeat_interval,
+            heartbeat_misses=heartbeat_misses,
+            max_invoke_id=_MAX_INVOKE_ID,
+        )
         self._request = request or acse.AssociateRequest()
         self._framer = Framer(role=role, alcatel=alcatel)
-        self._invoke_timeout = invoke_timeout
-        self._association_timeout = association_timeout
-        self._heartbeat_interval = heartbeat_interval
-        if heartbeat_misses < 1:
-            raise LocalProtocolError("heartbeat_misses must be at least 1")
-        self._heartbeat_misses = heartbeat_misses
-        self._ids = itertools.cycle(range(1, _MAX_INVOKE_ID + 1))
-        self._pending: dict[int, _Pending] = {}
-        self._expired: OrderedDict[int, None] = OrderedDict()
-        self._timer: IDelayedCall | None = None  # association/release guard, heartbeat
-        self._heartbeat_id: int | None = None
-        self._missed = 0
         self._peer_request: acse.AssociateRequest | None = None
 
     # -- the caller's side ---------------------------------------------------------------
@@ -213,36 +462,6 @@ class CstaConnection:
         )
         self._close()
 
-    def send_invoke(
-        self, operation: str, argument: Any, timeout: float | None = None
-    ) -> Deferred[CstaMessage | None]:
-        """Invoke ``operation``; the Deferred fires once (see the module docstring)."""
-        op = operations.BY_NAME.get(operation)
-        if op is None:
-            raise LocalProtocolError(f"unknown CSTA operation {operation!r}")
-        if self.state is not State.ASSOCIATED:
-            return fail(CstaError("link_down", operation, f"link is {self.state.value}"))
-        return self._invoke(operation, argument, timeout)[1]
-
-    def _invoke(
-        self, operation: str, argument: Any, timeout: float | None
-    ) -> tuple[int, Deferred[CstaMessage | None]]:
-        invoke_id = self._next_id()
-        self._send_rose(CstaMessage("invoke", invoke_id, operation, argument))
-        delay = self._invoke_timeout if timeout is None else timeout
-        deferred: Deferred[CstaMessage | None] = Deferred(lambda _d: self._forget(invoke_id))
-        timer = self._clock.callLater(delay, self._expire, invoke_id, delay)
-        self._pending[invoke_id] = _Pending(operation, deferred, timer)
-        return invoke_id, deferred
-
-    def send_result(self, invoke_id: int, operation: str, result: Any) -> None:
-        """Answer the peer's invoke ``invoke_id`` of ``operation`` with ``result``."""
-        self._send_rose(CstaMessage("result", invoke_id, operation, result))
-
-    def send_error(self, invoke_id: int, failure: tuple[str, Any]) -> None:
-        """Answer the peer's invoke with universalFailure ``failure``."""
-        self._send_rose(CstaMessage("error", invoke_id, argument=failure, error="universalFailure"))
-
     def release(self) -> None:
         """Ask for an orderly release (RLRQ); ``Released`` follows the peer's RLRE."""
         self._require(State.ASSOCIATED, "release")
@@ -250,40 +469,12 @@ class CstaConnection:
         self._send_acse(acse.ReleaseRequest())
         self._arm_guard("no release response")
 
-    def connection_lost(self, detail: str = "connection lost") -> None:
-        """The transport is gone; pending requests fail with ``link_down``."""
-        if self.state is not State.CLOSED:
-            self._down("closed", detail)
-
-    @property
-    def pending(self) -> int:
-        return len(self._pending)
-
-    @property
-    def closed(self) -> bool:
-        return self.state is State.CLOSED
-
     # -- bytes from the peer -------------------------------------------------------------
-    def receive_data(self, data: bytes) -> None:
-        """Feed bytes from the peer (``b""`` at EOF). Never raises for what the peer sent:
-        a broken link becomes a ``LinkDown`` event."""
-        if self.state is State.CLOSED:
-            return
-        try:
-            self._framer.receive_data(data)
-            while not self.closed:
-                item = self._framer.next_pdu()
-                if item is NEED_DATA:
-                    return
-                if item is FRAMER_CLOSED:
-                    self._down("closed", "the peer closed the connection")
-                    return
-                if item is HANDSHAKE:
-                    self._on_handshake()
-                elif isinstance(item, bytes):
-                    self._on_pdu(item)
-        except RemoteProtocolError as exc:
-            self._down("protocol_error", str(exc))
+    def _on_item(self, item: Any) -> None:
+        if item is HANDSHAKE:
+            self._on_handshake()
+        elif isinstance(item, bytes):
+            self._on_pdu(item)
 
     def _on_handshake(self) -> None:
         if self.role == "client":
@@ -337,7 +528,7 @@ class CstaConnection:
             message = rose.decode(pdu)
         except rose.RoseProblem as problem:
             log.info("CSTA: rejecting a PDU from the peer: %s", problem)
-            self._send_rose(rose.reject(problem.invoke_id, problem.problem))
+            self._send_message(rose.reject(problem.invoke_id, problem.problem))
             if problem.kind in ("result", "error") and problem.invoke_id in self._pending:
                 self._settle(problem.invoke_id, failure=("malformed", problem.problem))
             return
@@ -358,133 +549,13 @@ class CstaConnection:
             log.debug("CSTA: late %s for invokeID %s dropped", message.kind, message.invoke_id)
         else:
             side = "returnResult" if message.kind == "result" else "returnError"
-            self._send_rose(rose.reject(message.invoke_id, (side, "unrecognizedInvocation")))
+            self._send_message(rose.reject(message.invoke_id, (side, "unrecognizedInvocation")))
 
-    def _on_invoke(self, message: CstaMessage) -> None:
-        answered = message.operation == "systemStatus"
-        if answered:
-            assert message.invoke_id is not None
-            self.send_result(message.invoke_id, "systemStatus", ("noData", None))
-        self._on_event(Invoked(message, answered))
-
-    # -- pending requests ----------------------------------------------------------------
-    def _next_id(self) -> int:
-        if len(self._pending) >= _MAX_INVOKE_ID:
-            raise LocalProtocolError(f"{_MAX_INVOKE_ID} CSTA requests pending")
-        for invoke_id in self._ids:
-            if invoke_id not in self._pending:
-                return invoke_id
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _settle(
-        self, invoke_id: int, *, result: CstaMessage | None = None, failure: Any = None
-    ) -> None:
-        pending = self._pending.pop(invoke_id)
-        if pending.timer.active():
-            pending.timer.cancel()
-        if invoke_id == self._heartbeat_id:
-            self._heartbeat_id = None
-            self._missed = 0
-        if isinstance(failure, tuple) and failure[0] == "malformed":
-            pending.deferred.errback(
-                CstaError("error", pending.operation, f"malformed answer ({failure[1]})", failure)
-            )
-        elif failure is not None:
-            pending.deferred.errback(operations.command_error(pending.operation, failure))
-        else:
-            pending.deferred.callback(result)
-
-    def _expire(self, invoke_id: int, delay: float) -> None:
-        pending = self._pending.pop(invoke_id, None)
-        if pending is None:
-            return
-        self._expired[invoke_id] = None
-        while len(self._expired) > _EXPIRED_MEMORY:
-            self._expired.popitem(last=False)
-        if invoke_id == self._heartbeat_id:
-            self._heartbeat_id = None
-            self._missed += 1
-            log.info("CSTA: heartbeat %d of %d unanswered", self._missed, self._heartbeat_misses)
-        if operations.BY_NAME[pending.operation].result is None:
-            pending.deferred.callback(None)
-        else:
-            pending.deferred.errback(
-                CstaError("timeout", pending.operation, f"no answer within {delay:g} s")
-            )
-        if self._missed >= self._heartbeat_misses:
-            self._down("heartbeat", f"{self._missed} heartbeats unanswered")
-
-    def _forget(self, invoke_id: int) -> None:
-        pending = self._pending.pop(invoke_id, None)
-        if pending is not None and pending.timer.active():
-            pending.timer.cancel()
-
-    # -- timers --------------------------------------------------------------------------
-    def _arm_guard(self, what: str) -> None:
-        self._cancel_timer()
-        self._timer = self._clock.callLater(self._association_timeout, self._guard_expired, what)
-
-    def _guard_expired(self, what: str) -> None:
-        self._timer = None
-        self._down("timeout", f"{what} within {self._association_timeout:g} s")
-
-    def _heartbeat(self) -> None:
-        self._timer = None
-        interval = self._heartbeat_interval
-        if self.state is not State.ASSOCIATED or interval is None:
-            return
-        if self._heartbeat_id is not None and self._heartbeat_id in self._pending:
-            self._expire(self._heartbeat_id, interval)  # counts the miss
-            if self.state is not State.ASSOCIATED:
-                return
-        invoke_id, deferred = self._invoke("systemStatus", {"systemStatus": "normal"}, interval)
-        deferred.addErrback(lambda _failure: None)  # counted in _settle and _expire
-        self._heartbeat_id = invoke_id
-        self._timer = self._clock.callLater(interval, self._heartbeat)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-
-    # -- transitions ---------------------------------------------------------------------
-    def _associated(self, response: acse.AssociateResponse, version: str | None) -> None:
-        self._transition(State.ASSOCIATED)
-        self.csta_version = version
-        self._cancel_timer()
-        if self._heartbeat_interval is not None:
-            self._timer = self._clock.callLater(self._heartbeat_interval, self._heartbeat)
-        self._on_event(AssociationAccepted(response, version))
-
-    def _close(self) -> None:
-        self._transition(State.CLOSED)
-        self._cancel_timer()
-        pending, self._pending = self._pending, {}
-        for entry in pending.values():
-            if entry.timer.active():
-                entry.timer.cancel()
-            entry.deferred.errback(CstaError("link_down", entry.operation, "link closed"))
-
-    def _down(self, reason: str, detail: str) -> None:
-        if self.state is State.CLOSED:
-            return
-        log.info("CSTA: link down (%s): %s", reason, detail)
-        self._close()
-        self._on_event(LinkDown(reason, detail))
-
-    def _transition(self, new: State) -> None:
-        if new not in _STATES[self.state]:
-            raise LocalProtocolError(f"CSTA association: {self.state.value} -> {new.value}")
-        self.state = new
-
-    def _require(self, state: State, action: str) -> None:
-        if self.state is not state:
-            raise LocalProtocolError(f"cannot {action} in state {self.state.value}")
-
+    # -- bytes for the peer --------------------------------------------------------------
     def _send_acse(self, pdu: acse.AcsePdu) -> None:
         self._send(self._framer.frame(acse.encode(pdu)))
 
-    def _send_rose(self, message: CstaMessage) -> None:
+    def _send_message(self, message: CstaMessage) -> None:
         self._send(self._framer.frame(rose.encode(message)))
 
 

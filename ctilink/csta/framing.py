@@ -32,7 +32,7 @@ Usage, as in h11::
 from __future__ import annotations
 
 from enum import Enum
-from typing import Final, Literal
+from typing import ClassVar, Final, Generic, Literal, TypeVar
 
 from ctilink.errors import LocalProtocolError, RemoteProtocolError
 
@@ -42,35 +42,87 @@ _CLIENT_HELLO: Final = b"B"  # CTI application -> system: identification of the 
 _SERVER_HELLO: Final = b"P"  # system -> CTI application: the CPU answers
 
 
-class _Sentinel(Enum):
+class Sentinel(Enum):
     NEED_DATA = "need data"
     HANDSHAKE = "handshake"
     CLOSED = "closed"
 
 
-NEED_DATA: Final = _Sentinel.NEED_DATA
-HANDSHAKE: Final = _Sentinel.HANDSHAKE
-CLOSED: Final = _Sentinel.CLOSED
+NEED_DATA: Final = Sentinel.NEED_DATA
+HANDSHAKE: Final = Sentinel.HANDSHAKE
+CLOSED: Final = Sentinel.CLOSED
 
-FramerItem = bytes | _Sentinel
+FramerItem = bytes | Sentinel
 Role = Literal["client", "server"]
+ItemT = TypeVar("ItemT")
 
 
-class Framer:
+class StreamFramer(Generic[ItemT]):
+    """The input side of both framers (this one, ``xml_framing.XmlFramer``): bytes buffered
+    until ``_parse`` cuts an item out of them, EOF, and a ``RemoteProtocolError`` that
+    breaks the framer for good."""
+
+    _CUT: ClassVar[str]  # the error for an EOF inside a frame: ``{}`` is the bytes left
+    _CLEAR_ON_ERROR: ClassVar[bool] = False  # drop the buffer when a frame is refused
+
+    def __init__(self, max_size: int) -> None:
+        self._max = max_size
+        self._buffer = bytearray()
+        self._eof = False
+        self._error: RemoteProtocolError | None = None
+
+    def receive_data(self, data: bytes) -> None:
+        """Add bytes from the peer; ``b""`` means the peer closed the connection."""
+        if self._error is not None:
+            raise self._error
+        if not data:
+            self._eof = True
+            return
+        if self._eof:
+            raise RemoteProtocolError("data received after the connection was closed")
+        self._buffer += data
+
+    def next_item(self) -> ItemT | Sentinel:
+        """The next item, ``NEED_DATA``, or ``CLOSED`` after a clean EOF."""
+        if self._error is not None:
+            raise self._error
+        try:
+            item = self._parse()
+        except RemoteProtocolError as exc:
+            self._error = exc
+            if self._CLEAR_ON_ERROR:
+                self._buffer.clear()
+            raise
+        if item is NEED_DATA and self._eof:
+            if self._buffer:
+                self._error = RemoteProtocolError(self._CUT.format(len(self._buffer)))
+                raise self._error
+            return CLOSED
+        return item
+
+    @property
+    def pending(self) -> int:
+        """Bytes buffered that do not yet form a whole frame."""
+        return len(self._buffer)
+
+    def _parse(self) -> ItemT | Sentinel:
+        raise NotImplementedError
+
+
+class Framer(StreamFramer[bytes]):
     """One end of a CSTA link's framing; ``role`` is ``"client"`` for the CTI application."""
+
+    _CUT = "connection closed in the middle of a frame ({} bytes)"
 
     def __init__(
         self, *, role: Role = "client", alcatel: bool = False, max_pdu_size: int = MAX_PDU_SIZE
     ) -> None:
         if not 0 < max_pdu_size <= MAX_PDU_SIZE:
             raise LocalProtocolError(f"max_pdu_size must be 1..{MAX_PDU_SIZE}")
+        super().__init__(max_pdu_size)
         self.role = role
-        self._max = max_pdu_size
-        self._buffer = bytearray()
         self._await_hello = alcatel
         self._alcatel = alcatel
-        self._eof = False
-        self._error: RemoteProtocolError | None = None
 
     # -- output ----------------------------------------------------------------------------
     def start(self) -> bytes:
@@ -90,39 +142,12 @@ class Framer:
         return len(pdu).to_bytes(_HEADER, "big") + pdu
 
     # -- input -----------------------------------------------------------------------------
-    def receive_data(self, data: bytes) -> None:
-        """Add bytes from the peer; ``b""`` means the peer closed the connection."""
-        if self._error is not None:
-            raise self._error
-        if not data:
-            self._eof = True
-            return
-        if self._eof:
-            raise RemoteProtocolError("data received after the connection was closed")
-        self._buffer += data
-
     def next_pdu(self) -> FramerItem:
         """The next PDU, ``HANDSHAKE``, ``NEED_DATA``, or ``CLOSED`` after a clean EOF."""
-        if self._error is not None:
-            raise self._error
-        try:
-            item = self._hello() if self._await_hello else self._frame()
-        except RemoteProtocolError as exc:
-            self._error = exc
-            raise
-        if item is NEED_DATA and self._eof:
-            if self._buffer:
-                self._error = RemoteProtocolError(
-                    f"connection closed in the middle of a frame ({len(self._buffer)} bytes)"
-                )
-                raise self._error
-            return CLOSED
-        return item
+        return self.next_item()
 
-    @property
-    def pending(self) -> int:
-        """Bytes buffered that do not yet form a whole frame."""
-        return len(self._buffer)
+    def _parse(self) -> FramerItem:
+        return self._hello() if self._await_hello else self._frame()
 
     def _hello(self) -> FramerItem:
         if not self._buffer:

@@ -22,7 +22,8 @@ frame whose length says less than a header, more than ``max_frame_size``, or who
 not four digits is a ``RemoteProtocolError`` and breaks the framer for good (nothing more
 is buffered). That the header's length and the document's agree is checked by the XML
 parser (``ctilink.csta.xml``): a length too short cuts the document, one too long swallows
-the next header, and either way the document is not well formed.
+the next header, and either way the document is not well formed. Buffering, EOF and the
+sentinels are the BER framer's (``framing.StreamFramer``).
 
 Usage, as in h11::
 
@@ -35,24 +36,16 @@ Usage, as in h11::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from typing import Final
 
+from ctilink.csta.framing import CLOSED as CLOSED  # the BER framer's sentinels
+from ctilink.csta.framing import NEED_DATA, Sentinel, StreamFramer
 from ctilink.errors import LocalProtocolError, RemoteProtocolError
 
 HEADER_SIZE: Final = 8
 MAX_FRAME_SIZE: Final = 65535  # what the 2-byte length can say
 MAX_INVOKE_ID: Final = 9999
 _FORMAT_XML: Final = b"\x00\x00"
-
-
-class Sentinel(Enum):
-    NEED_DATA = "need data"
-    CLOSED = "closed"
-
-
-NEED_DATA: Final = Sentinel.NEED_DATA
-CLOSED: Final = Sentinel.CLOSED
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,16 +59,16 @@ class XmlFrame:
 XmlFramerItem = XmlFrame | Sentinel
 
 
-class XmlFramer:
+class XmlFramer(StreamFramer[XmlFrame]):
     """One end of a CSTA XML link's framing (the same for the application and the switch)."""
+
+    _CUT = "connection closed in a CSTA XML frame ({} bytes)"
+    _CLEAR_ON_ERROR = True
 
     def __init__(self, *, max_frame_size: int = MAX_FRAME_SIZE) -> None:
         if not HEADER_SIZE < max_frame_size <= MAX_FRAME_SIZE:
             raise LocalProtocolError(f"max_frame_size must be {HEADER_SIZE + 1}..{MAX_FRAME_SIZE}")
-        self._max = max_frame_size
-        self._buffer = bytearray()
-        self._eof = False
-        self._error: RemoteProtocolError | None = None
+        super().__init__(max_frame_size)
 
     # -- output ----------------------------------------------------------------------------
     def frame(self, invoke_id: int, document: bytes) -> bytes:
@@ -90,42 +83,11 @@ class XmlFramer:
         return _FORMAT_XML + total.to_bytes(2, "big") + b"%04d" % invoke_id + document
 
     # -- input -----------------------------------------------------------------------------
-    def receive_data(self, data: bytes) -> None:
-        """Add bytes from the peer; ``b""`` means the peer closed the connection."""
-        if self._error is not None:
-            raise self._error
-        if not data:
-            self._eof = True
-            return
-        if self._eof:
-            raise RemoteProtocolError("data received after the connection was closed")
-        self._buffer += data
-
     def next_frame(self) -> XmlFramerItem:
         """The next ``XmlFrame``, ``NEED_DATA``, or ``CLOSED`` after a clean EOF."""
-        if self._error is not None:
-            raise self._error
-        try:
-            item = self._frame()
-        except RemoteProtocolError as exc:
-            self._error = exc
-            self._buffer.clear()
-            raise
-        if item is NEED_DATA and self._eof:
-            if self._buffer:
-                self._error = RemoteProtocolError(
-                    f"connection closed in a CSTA XML frame ({len(self._buffer)} bytes)"
-                )
-                raise self._error
-            return CLOSED
-        return item
+        return self.next_item()
 
-    @property
-    def pending(self) -> int:
-        """Bytes buffered that do not yet form a whole frame."""
-        return len(self._buffer)
-
-    def _frame(self) -> XmlFramerItem:
+    def _parse(self) -> XmlFramerItem:
         if len(self._buffer) < 2:
             return NEED_DATA
         if self._buffer[:2] != _FORMAT_XML:
