@@ -8,7 +8,7 @@ normalizer, hence call ids and agents) and everything per connection (the codec,
 ``AmiInbound.reset``; the pending-action table, failed on loss).
 
 Link life, one connection after another (Twisted ``ClientService``, capped exponential
-backoff):
+backoff; what the CSTA adapter shares is in ``ctilink.adapters.link``):
 
     TCP connected → banner (within connect_timeout) → [Challenge, MD5] Login with
     ``Events: <classes>`` (floods such as Newexten/VarSet are filtered by Asterisk
@@ -37,20 +37,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import Deferred, FirstError, fail, gatherResults
-from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IDelayedCall, IStreamClientEndpoint
-from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
 from ctilink.adapters.ami import AmiInbound
 from ctilink.adapters.asterisk_control import AsteriskCallControl
+from ctilink.adapters.link import LinkAdapter, LinkProtocol, client_service
 from ctilink.ami.actions import ActionFailed, AmiResult, PendingActions
 from ctilink.ami.codec import serialize
 from ctilink.ami.message import AmiMessage
@@ -68,30 +65,15 @@ RESYNC_TIMEOUT = 120.0  # a list of thousands of channels takes a while
 LOGOFF_WAIT = 1.0
 
 
-class AmiClientProtocol(Protocol):
-    def __init__(self, link: AsteriskAdapter) -> None:
-        self.link = link
-
-    def connectionMade(self) -> None:
-        self.link.connected(self)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.link.received(self, data)
-
-    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
-        self.link.lost(self, reason)
-
+class AmiClientProtocol(LinkProtocol):
     def send(self, message: AmiMessage) -> None:
-        assert self.transport is not None
-        self.transport.write(serialize(message))
-
-    def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abortConnection()  # type: ignore[attr-defined]
+        self.write(serialize(message))
 
 
-class AsteriskAdapter(AsteriskCallControl):
+class AsteriskAdapter(LinkAdapter[AmiClientProtocol], AsteriskCallControl):
     kind = "asterisk"
+    _log = log
+    state: str  # down, banner, login, up
 
     def __init__(
         self,
@@ -121,27 +103,18 @@ class AsteriskAdapter(AsteriskCallControl):
         self.inbound = AmiInbound(self.normalizer, claim=self._claim)
         self.inbound.taps = self.taps
         self._resync = Resync(self.normalizer)
-        self._protocol: AmiClientProtocol | None = None
-        self.state = "down"  # down, banner, login, up
         self._banner_timer: IDelayedCall | None = None
         self._pinger = LoopingCall(self._ping)
         self._pinger.clock = reactor
-        self._login_failures = 0
-        self.connections = 0
-        endpoint = endpoint or HostnameEndpoint(
-            reactor, options.host, options.port, timeout=options.connect_timeout
-        )
-        policy = retry_policy or backoffPolicy(
-            initialDelay=0.5,
-            maxDelay=options.reconnect_max_delay,
-            factor=2.0,
-            jitter=lambda: random.uniform(0, 0.25),
-        )
-        self._service = ClientService(
+        self._service = client_service(
+            reactor,
             endpoint,
-            Factory.forProtocol(lambda: AmiClientProtocol(self)),
-            retryPolicy=policy,
-            clock=reactor,
+            (options.host, options.port),
+            options.connect_timeout,
+            lambda: AmiClientProtocol(self),
+            retry_policy,
+            initial_delay=0.5,
+            max_delay=options.reconnect_max_delay,
         )
 
     # -- service ---------------------------------------------------------------------------
@@ -164,20 +137,11 @@ class AsteriskAdapter(AsteriskCallControl):
                 await self.send_action("Logoff", timeout=LOGOFF_WAIT)
         await self._service.stopService()
 
-    def _new_call_id(self) -> str:
-        return self._call_ids()
-
     def first_bytes(self) -> bytes:
         return self.inbound.banner_line
 
-    @property
-    def up(self) -> bool:
-        return self.state == "up"
-
     # -- the connection --------------------------------------------------------------------
-    def connected(self, protocol: AmiClientProtocol) -> None:
-        self._protocol = protocol
-        self.connections += 1
+    def _opened(self, protocol: AmiClientProtocol) -> None:
         self.inbound.reset()
         self.state = "banner"
         self._banner_timer = self.reactor.callLater(
@@ -192,9 +156,7 @@ class AsteriskAdapter(AsteriskCallControl):
         )
         protocol.abort()
 
-    def received(self, protocol: AmiClientProtocol, data: bytes) -> None:
-        if protocol is not self._protocol:
-            return
+    def _received(self, protocol: AmiClientProtocol, data: bytes) -> None:
         try:
             self.inbound.data_received(data, self.reactor.seconds())
         except RemoteProtocolError as exc:
@@ -207,21 +169,13 @@ class AsteriskAdapter(AsteriskCallControl):
             self.state = "login"
             Deferred.fromCoroutine(self._login(protocol))
 
-    def lost(self, protocol: AmiClientProtocol, reason: Failure) -> None:
-        if protocol is not self._protocol:
-            return
-        was_up = self.state == "up"
-        self.state = "down"
-        self._protocol = None
+    def _closed(self, reason: Failure) -> str:
         if self._banner_timer is not None and self._banner_timer.active():
             self._banner_timer.cancel()
         if self._pinger.running:
             self._pinger.stop()
         self.pending.fail_all("link_down", "the AMI connection was lost before the answer")
-        if was_up:
-            detail = reason.getErrorMessage()
-            log.warning("switch %s: link down (%s)", self.name, detail)
-            self._publish(ev.LinkDown(switch=self.name, time=self.reactor.seconds(), detail=detail))
+        return reason.getErrorMessage()
 
     def _claim(self, message: AmiMessage) -> bool:
         if self.pending.owns(message):
@@ -245,10 +199,8 @@ class AsteriskAdapter(AsteriskCallControl):
         except ActionFailed as exc:
             if exc.code == "link_down":
                 return
-            self._login_failures += 1
-            level = logging.ERROR if self._login_failures == 1 else logging.WARNING
             log.log(
-                level,
+                self._failure_level(),
                 "switch %s: AMI login as %s refused (%s); will retry",
                 self.name,
                 options.username,
@@ -258,18 +210,9 @@ class AsteriskAdapter(AsteriskCallControl):
             return
         if protocol is not self._protocol:
             return
-        self._login_failures = 0
-        self.state = "up"
         banner = self.inbound.banner
         version = banner.version if banner is not None else "?"
-        log.info("switch %s: link up (AMI %s)", self.name, version)
-        self._publish(
-            ev.LinkUp(
-                switch=self.name,
-                time=self.reactor.seconds(),
-                detail=f"AMI {version} at {options.host}:{options.port}",
-            )
-        )
+        self._link_up(f"AMI {version}", (options.host, options.port))
         self._pinger.start(options.ping_interval, now=False)
         await self._resync_now(protocol)
 
@@ -292,10 +235,8 @@ class AsteriskAdapter(AsteriskCallControl):
             return
         if protocol is not self._protocol:
             return
-        report = self._resync.finish(channels.events, queues.events, self.reactor.seconds())
-        log.info("switch %s: resynced: %s", self.name, report)
-        self._publish(
-            ev.LinkResynced(switch=self.name, time=self.reactor.seconds(), detail=str(report))
+        self._link_resynced(
+            self._resync.finish(channels.events, queues.events, self.reactor.seconds())
         )
 
     def _ping(self) -> None:

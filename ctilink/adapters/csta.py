@@ -11,7 +11,7 @@ connection (the normalizer: calls, call ids, agents) and what lives per connecti
 session, the monitors, the routeing dialogues).
 
 Link life, one connection after another (Twisted ``ClientService``, capped exponential
-backoff):
+backoff; what the Asterisk adapter shares is in ``ctilink.adapters.link``):
 
     TCP connected → [Alcatel B/P] → AARQ/AARE (CSTA version, optional password) →
     ``link_up`` → monitorStart on every device, ACD group and route point, routeRegister
@@ -32,17 +32,12 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IStreamClientEndpoint
-from twisted.internet.protocol import Factory
-from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.python.failure import Failure
 
 from ctilink.adapters import csta_values as values
@@ -51,6 +46,7 @@ from ctilink.adapters.csta_events import CstaNormalizer
 from ctilink.adapters.csta_resync import CstaResync
 from ctilink.adapters.csta_routing import CstaRouting
 from ctilink.adapters.csta_taps import FrameTap
+from ctilink.adapters.link import LinkAdapter, LinkProtocol, client_service
 from ctilink.ami.normalizer import new_call_id
 from ctilink.config.model import Secret
 from ctilink.csta import CstaMessage, acse, operations, xml
@@ -168,30 +164,14 @@ def make_session(
     )
 
 
-class CstaClientProtocol(TwistedProtocol):
-    def __init__(self, link: CstaAdapter) -> None:
-        self.link = link
-
-    def connectionMade(self) -> None:
-        self.link.connected(self)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.link.received(self, data)
-
-    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
-        self.link.lost(self, reason)
-
-    def write(self, data: bytes) -> None:
-        assert self.transport is not None
-        self.transport.write(data)
-
-    def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abortConnection()  # type: ignore[attr-defined]
+class CstaClientProtocol(LinkProtocol):
+    """Frames are bytes both ways: the shim as it is."""
 
 
-class CstaAdapter(CstaCallControl):
+class CstaAdapter(LinkAdapter[CstaClientProtocol], CstaCallControl):
     kind = "csta"
+    _log = log
+    state: str  # down, associating, up
 
     def __init__(
         self,
@@ -230,14 +210,10 @@ class CstaAdapter(CstaCallControl):
             fallback=fallback,
             budget=settings.routing_budget,
         )
-        self._protocol: CstaClientProtocol | None = None
         self._session: CstaSession | None = None
         self._frames = FrameTap(xml=settings.xml, alcatel=settings.alcatel_handshake)
         self._released: Deferred[None] | None = None
-        self.state = "down"  # down, associating, up
-        self.connections = 0
         self.monitors: dict[bytes, str] = {}  # crossRefIdentifier -> monitored object
-        self._refusals = 0
         self._why_down: str | None = None  # what the session said before we closed
         self._invoked: dict[str, Callable[[CstaMessage], None]] = {
             "cSTAEventReport": self._event_report,
@@ -246,20 +222,15 @@ class CstaAdapter(CstaCallControl):
             "routeEndRequest": lambda m: self.routing.route_end(m.argument),
             "systemStatus": self._system_status,
         }
-        endpoint = endpoint or HostnameEndpoint(
-            reactor, settings.host, settings.port, timeout=settings.connect_timeout
-        )
-        policy = retry_policy or backoffPolicy(
-            initialDelay=settings.reconnect_initial_delay,
-            maxDelay=settings.reconnect_max_delay,
-            factor=2.0,
-            jitter=lambda: random.uniform(0, 0.25),
-        )
-        self._service = ClientService(
+        self._service = client_service(
+            reactor,
             endpoint,
-            Factory.forProtocol(lambda: CstaClientProtocol(self)),
-            retryPolicy=policy,
-            clock=reactor,
+            (settings.host, settings.port),
+            settings.connect_timeout,
+            lambda: CstaClientProtocol(self),
+            retry_policy,
+            initial_delay=settings.reconnect_initial_delay,
+            max_delay=settings.reconnect_max_delay,
         )
 
     # -- service ---------------------------------------------------------------------------
@@ -291,31 +262,19 @@ class CstaAdapter(CstaCallControl):
             await self._released
         await self._service.stopService()
 
-    def _new_call_id(self) -> str:
-        return self._call_ids()
-
     def first_bytes(self) -> bytes:
         return self._frames.first
-
-    @property
-    def up(self) -> bool:
-        return self.state == "up"
 
     def invoke(
         self, operation: str, argument: Any, timeout: float | None = None
     ) -> Deferred[CstaMessage | None]:
         """Send a request on the current connection; fails at once if the link is not up."""
         if self._session is None:
-            return Deferred.fromCoroutine(self._no_link(operation))
+            return fail(CstaError("link_down", operation, f"switch {self.name} is not connected"))
         return self._session.send_invoke(operation, argument, timeout)
 
-    async def _no_link(self, operation: str) -> CstaMessage | None:
-        raise CstaError("link_down", operation, f"switch {self.name} is not connected")
-
     # -- the connection --------------------------------------------------------------------
-    def connected(self, protocol: CstaClientProtocol) -> None:
-        self._protocol = protocol
-        self.connections += 1
+    def _opened(self, protocol: CstaClientProtocol) -> None:
         self.state = "associating"
         self._why_down = None
         self._frames.reset()
@@ -329,8 +288,8 @@ class CstaAdapter(CstaCallControl):
         self._session = session
         session.initiate()
 
-    def received(self, protocol: CstaClientProtocol, data: bytes) -> None:
-        if protocol is not self._protocol or self._session is None:
+    def _received(self, protocol: CstaClientProtocol, data: bytes) -> None:
+        if self._session is None:
             return
         self._frames.received(data, self.reactor.seconds(), self.taps)
         self._session.receive_data(data)
@@ -342,12 +301,7 @@ class CstaAdapter(CstaCallControl):
         for tap in self.taps:
             tap(self.reactor.seconds(), "tx", data)
 
-    def lost(self, protocol: CstaClientProtocol, reason: Failure) -> None:
-        if protocol is not self._protocol:
-            return
-        was_up = self.state == "up"
-        self.state = "down"
-        self._protocol = None
+    def _closed(self, reason: Failure) -> str:
         session, self._session = self._session, None
         detail = self._why_down or reason.getErrorMessage()
         if session is not None:
@@ -356,9 +310,7 @@ class CstaAdapter(CstaCallControl):
         self.monitors.clear()
         if self._released is not None and not self._released.called:
             self._released.callback(None)
-        if was_up:
-            log.warning("switch %s: link down (%s)", self.name, detail)
-            self._publish(ev.LinkDown(switch=self.name, time=self.reactor.seconds(), detail=detail))
+        return detail
 
     # -- session events --------------------------------------------------------------------
     def _on_event(self, protocol: CstaClientProtocol, event: link.ConnectionEvent) -> None:
@@ -381,10 +333,8 @@ class CstaAdapter(CstaCallControl):
             log.warning("switch %s: the switch rejected a PDU: %s", self.name, event.message)
 
     def _refused(self, protocol: CstaClientProtocol, response: acse.AssociateResponse) -> None:
-        self._refusals += 1
-        level = logging.ERROR if self._refusals == 1 else logging.WARNING
         log.log(
-            level,
+            self._failure_level(),
             "switch %s: CSTA association refused (%s, %s); will retry",
             self.name,
             response.result,
@@ -401,18 +351,9 @@ class CstaAdapter(CstaCallControl):
         protocol.abort()
 
     def _associated(self, protocol: CstaClientProtocol, version: str | None) -> None:
-        self._refusals = 0
-        self.state = "up"
         settings = self.settings
-        detail = f"CSTA {version or '?'} ({'XML' if settings.xml else 'BER'})"
-        log.info("switch %s: link up (%s)", self.name, detail)
-        self._publish(
-            ev.LinkUp(
-                switch=self.name,
-                time=self.reactor.seconds(),
-                detail=f"{detail} at {settings.host}:{settings.port}",
-            )
-        )
+        encoding = "XML" if settings.xml else "BER"
+        self._link_up(f"CSTA {version or '?'} ({encoding})", (settings.host, settings.port))
         Deferred.fromCoroutine(self._monitor_and_resync(protocol))
 
     def _on_invoked(self, event: link.Invoked) -> None:
@@ -436,14 +377,17 @@ class CstaAdapter(CstaCallControl):
             log.info("switch %s: the switch reports system status %s", self.name, status)
 
     # -- monitors and resync ---------------------------------------------------------------
-    async def _request(self, operation: str, argument: Any, what: str) -> CstaMessage | None:
-        """A link-up request; its refusal is logged and None returned (link loss raises)."""
+    async def _request(
+        self, operation: str, argument: Any, refused: str, level: int = logging.WARNING
+    ) -> CstaMessage | None:
+        """A link-up request; its refusal is logged (``refused``: what to say) and None
+        returned (link loss raises)."""
         try:
             return await self.invoke(operation, argument, RESYNC_TIMEOUT)
         except CstaError as exc:
             if exc.code == "link_down":
                 raise
-            log.warning("switch %s: %s %s failed: %s", self.name, operation, what, exc)
+            log.log(level, "switch %s: %s: %s", self.name, refused, exc)
             return None
 
     async def _monitor_and_resync(self, protocol: CstaClientProtocol) -> None:
@@ -457,23 +401,32 @@ class CstaAdapter(CstaCallControl):
         self._resync.begin()
         for device in settings.monitored:
             monitor = {"monitorObject": ("deviceObject", values.device_id(device))}
-            started = await self._request("monitorStart", monitor, f"of {device}")
+            started = await self._request(
+                "monitorStart", monitor, f"monitorStart of {device} failed"
+            )
             if started is not None:
                 self.monitors[started.argument["crossRefIdentifier"]] = device
         for point in settings.route_points:
             register = {"routeingDevice": values.device_id(point)}
-            registered = await self._request("routeRegister", register, f"of {point}")
+            registered = await self._request(
+                "routeRegister", register, f"routeRegister of {point} failed"
+            )
             if registered is not None:
                 self.routing.registrations[point] = registered.argument["routeRegisterReqID"]
         snapshots: dict[str, list[dict[str, Any]] | None] = {}
         for device in settings.monitored:
             snapshot = {"snapshotObject": values.device_id(device)}
-            answer = await self._request("snapshotDevice", snapshot, f"of {device}")
+            answer = await self._request(
+                "snapshotDevice", snapshot, f"snapshotDevice of {device} failed"
+            )
             kind, data = answer.argument["crossRefIDorSnapshotData"] if answer else (None, None)
             snapshots[device] = data if kind == "snapshotData" else None
         agents: list[tuple[str, Any]] = []
-        for device in settings.devices:
-            answer = await self._request_quietly("getAgentState", device)
+        for device in settings.devices:  # maybe not an agent's device: a refusal says so
+            agent = {"device": values.device_id(device)}
+            answer = await self._request(
+                "getAgentState", agent, f"no agent state for {device}", logging.DEBUG
+            )
             if answer is not None:
                 agents.append((device, answer.argument))
         if protocol is not self._protocol:
@@ -481,19 +434,4 @@ class CstaAdapter(CstaCallControl):
         report = self._resync.finish(snapshots, self.reactor.seconds())
         for device, result in agents:
             self.normalizer.agents.reconcile(device, result)
-        log.info("switch %s: resynced: %s", self.name, report)
-        self._publish(
-            ev.LinkResynced(switch=self.name, time=self.reactor.seconds(), detail=str(report))
-        )
-
-    async def _request_quietly(self, operation: str, device: str) -> CstaMessage | None:
-        """getAgentState of a device that may not be an agent's: a refusal says so."""
-        try:
-            return await self.invoke(
-                operation, {"device": values.device_id(device)}, RESYNC_TIMEOUT
-            )
-        except CstaError as exc:
-            if exc.code == "link_down":
-                raise
-            log.debug("switch %s: no agent state for %s: %s", self.name, device, exc)
-            return None
+        self._link_resynced(report)
