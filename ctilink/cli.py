@@ -211,27 +211,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from ctilink.adapters.factories import resolve_replay
-    from ctilink.adapters.replay import ReplayAdapter, load_replay
+    from ctilink.adapters.factories import replay_adapter
     from ctilink.hub import Hub
     from ctilink.model.events import Event
     from ctilink.model.wire import event_json
 
     hub = Hub()
-    protocol, port = resolve_replay(args.protocol, args.traces, args.port)
-    adapter: ReplayAdapter
-    if protocol == "csta":
-        from ctilink.adapters.csta_replay import CstaReplayAdapter, load_csta_replay
-
-        csta = load_csta_replay(args.traces, port=port)
-        adapter = CstaReplayAdapter(
-            args.switch, csta, hub.publish, speed=args.speed, start_time=args.start_time
-        )
-    else:
-        traces = load_replay(args.traces, port=port)
-        adapter = ReplayAdapter(
-            args.switch, traces, hub.publish, speed=args.speed, start_time=args.start_time
-        )
+    adapter = replay_adapter(
+        args.switch,
+        args.traces,
+        hub.publish,
+        protocol=args.protocol,
+        port=args.port,
+        speed=args.speed,
+        start_time=args.start_time,
+    )
     if args.emit == "jsonl":
         live = args.speed > 0
 

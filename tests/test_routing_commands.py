@@ -207,3 +207,15 @@ def test_route_commands_want_a_migrated_database_and_a_good_config(
     (tmp_path / "broken.toml").write_text("[routing]\nstrategies = ['nope']\n")
     assert ctilink("route", "explain", "x", "-c", str(tmp_path / "broken.toml")) == 2
     assert capsys.readouterr().err.startswith("ctilink route: ")
+
+
+def test_simulate_reads_csta_traces_as_replay_does() -> None:
+    from ctilink.routing.simulate import arrivals
+    from tests.conftest import FIXTURES
+
+    def requests(path: Path) -> list[tuple[str | None, str | None, str | None]]:
+        found = arrivals([path])
+        return [(a.query.calling_number, a.query.called_number, a.query.route_point) for a in found]
+
+    csta = requests(FIXTURES / "csta" / "inbound-answered.jsonl")  # the same story over CSTA
+    assert csta == requests(TRACES / "inbound-answered.jsonl") == [("5551234567", "800", "800")]

@@ -24,6 +24,7 @@ from ctilink.adapters.csta_trace import is_hex_jsonl
 from ctilink.adapters.replay import ReplayAdapter, load_replay
 from ctilink.config import SwitchConfig
 from ctilink.hub import Hub
+from ctilink.model import events as ev
 from ctilink.routing import Routes
 
 AdapterFactory = Callable[[SwitchConfig, Hub, Any, Routes], SwitchAdapter]
@@ -48,16 +49,33 @@ def resolve_replay(
     return protocol, port
 
 
+def replay_adapter(
+    name: str,
+    traces: Sequence[str | os.PathLike[str]],
+    publish: Callable[[ev.Event], object],
+    *,
+    protocol: str = "auto",
+    port: int | None = None,
+    **options: Any,
+) -> ReplayAdapter:
+    """A replay of ``traces`` as switch ``name``: AMI or CSTA (``resolve_replay``), the
+    traces read and checked now. ``options`` go to the adapter (``clock``, ``speed``,
+    ``loop``, ``start_time``, ``tenant``)."""
+    protocol, port = resolve_replay(protocol, traces, port)
+    if protocol == "csta":
+        return CstaReplayAdapter(name, load_csta_replay(traces, port=port), publish, **options)
+    return ReplayAdapter(name, load_replay(traces, port=port), publish, **options)
+
+
 def _replay_adapter(switch: SwitchConfig, hub: Hub, reactor: Any, routes: Routes) -> SwitchAdapter:
     options = switch.replay
     assert options is not None
-    protocol, port = resolve_replay(options.protocol, options.traces, options.port)
-    adapter = CstaReplayAdapter if protocol == "csta" else ReplayAdapter
-    load = load_csta_replay if protocol == "csta" else load_replay
-    return adapter(
+    return replay_adapter(
         switch.name,
-        load(options.traces, port=port),
+        options.traces,
         hub.publish,
+        protocol=options.protocol,
+        port=options.port,
         clock=reactor,
         speed=options.speed,
         loop=options.loop,

@@ -110,7 +110,12 @@ def add_route_arguments(subparsers: argparse._SubParsersAction[Any]) -> None:
     simulate.add_argument("traces", nargs="+", type=Path, metavar="TRACE")
     _config_option(simulate)
     simulate.add_argument("--switch", default="replay", help="switch name (picks its tenant)")
-    simulate.add_argument("--port", type=int, default=5038, help="AMI port inside pcap files")
+    simulate.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="the switch's port inside pcap captures (default 5038 AMI, 2555 CSTA)",
+    )
     simulate.add_argument("--explain", action="store_true", help="print steps and candidates")
     simulate.set_defaults(routing_command=simulate_command)
 

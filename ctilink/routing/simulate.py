@@ -25,7 +25,6 @@ from sqlalchemy.engine import URL
 from twisted.internet.task import Clock
 
 from ctilink import db
-from ctilink.adapters.replay import ReplayAdapter, load_replay
 from ctilink.config import RoutingConfig
 from ctilink.hub import Hub
 from ctilink.model import events as ev
@@ -58,10 +57,16 @@ class Simulated:
 
 
 def arrivals(
-    paths: Sequence[str | os.PathLike[str]], *, switch: str = "replay", port: int = 5038
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    switch: str = "replay",
+    port: int | None = None,
+    protocol: str = "auto",
 ) -> list[Arrival]:
-    """Every call arriving at the switch in the traces, with the live state at that time."""
-    traces = load_replay(paths, port=port)
+    """Every call arriving at the switch in the traces (AMI or CSTA, see
+    ``ctilink.adapters.factories.resolve_replay``), with the live state at that time."""
+    from ctilink.adapters.factories import replay_adapter
+
     hub = Hub()
     tracker = hub.tracker
     found: list[Arrival] = []
@@ -84,8 +89,9 @@ def arrivals(
         view = FrozenView(copy.deepcopy(agents), copy.deepcopy(queues), copy.deepcopy(calls))
         found.append(Arrival(event.time, query, view))
 
+    adapter = replay_adapter(switch, paths, hub.publish, protocol=protocol, port=port)
     hub.subscribe(consumer)
-    ReplayAdapter(switch, traces, hub.publish).run_to_end()
+    adapter.run_to_end()
     return found
 
 
