@@ -27,6 +27,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -183,3 +184,24 @@ def current_revision(url: str | URL) -> str | None:
             return revision
     finally:
         engine.dispose()
+
+
+def insert_for(dialect: str, table: sa.Table) -> Any:
+    """An INSERT on ``table`` with ON CONFLICT support, for ``dialect`` ("postgresql" or
+    "sqlite", an engine's or connection's ``dialect.name``)."""
+    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
+
+
+def failure_reason(exc: BaseException, engine: AsyncEngine | Engine, timeout: float | None) -> str:
+    """One line saying why a database operation failed, without the password or the
+    statement (``timeout``: the seconds a ``TimeoutError`` waited)."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s" if timeout is not None else "timed out"
+    if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+    text = " ".join(str(exc).split())[:300]
+    password = engine.url.password
+    if password:
+        text = text.replace(str(password), "***")
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name

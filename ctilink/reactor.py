@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred
+
+T = TypeVar("T")
 
 
 def install_asyncio_reactor() -> Any:
@@ -32,3 +37,8 @@ def install_asyncio_reactor() -> Any:
     from twisted.internet import reactor
 
     return reactor
+
+
+def deferred(coro: Coroutine[Any, Any, T]) -> Deferred[T]:
+    """Run the asyncio coroutine ``coro`` on the reactor's loop; its result as a Deferred."""
+    return Deferred.fromFuture(asyncio.ensure_future(coro))

@@ -43,27 +43,26 @@ import asyncio
 import json
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from itertools import chain
-from typing import Any, NamedTuple, Protocol, TypeVar, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
-from ctilink.db import masked, metadata
+from ctilink.db import failure_reason, insert_for, masked, metadata
 from ctilink.hub import Hub
 from ctilink.model.events import Event
 from ctilink.model.wire import event_json
+from ctilink.reactor import deferred
 from ctilink.writes import WriteSchedule
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 event_log = sa.Table(
     "event_log",
@@ -81,11 +80,6 @@ event_log = sa.Table(
     sa.Column("call_id", sa.Text(), nullable=True, index=True),
     sa.Column("body", sa.Text(), nullable=False),
 )
-
-_INSERTS: dict[str, Callable[[sa.Table], Any]] = {
-    "postgresql": postgresql.insert,
-    "sqlite": sqlite.insert,
-}
 
 
 class DelayedCall(Protocol):
@@ -110,11 +104,6 @@ class _Row(NamedTuple):
     type: str
     call_id: str | None
     body: str
-
-
-def _deferred(coro: Coroutine[Any, Any, T]) -> Deferred[T]:
-    """Run ``coro`` on the reactor's asyncio loop; its result as a Deferred."""
-    return Deferred.fromFuture(asyncio.ensure_future(coro))
 
 
 class EventLog:
@@ -142,7 +131,7 @@ class EventLog:
         self._clock = clock
         self._url = masked(engine.url)
         self._insert = (
-            _INSERTS[engine.dialect.name](event_log)
+            insert_for(engine.dialect.name, event_log)
             .on_conflict_do_nothing(index_elements=["seq"])
             .execution_options(preserve_rowcount=True)  # else an INSERT's count is not kept
         )
@@ -219,7 +208,7 @@ class EventLog:
         Call before anything publishes; fires with the first seq this run will assign
         (1 on an empty log).
         """
-        return _deferred(self._start(hub))
+        return deferred(self._start(hub))
 
     async def _start(self, hub: Hub) -> int:
         first = await self._last_seq() + 1
@@ -267,7 +256,7 @@ class EventLog:
 
     def last_seq(self) -> Deferred[int]:
         """The highest seq logged (stored or buffered); 0 on an empty log."""
-        return _deferred(self._last_seq())
+        return deferred(self._last_seq())
 
     async def _last_seq(self) -> int:
         if self._pending or self._inflight:  # the database holds an older prefix
@@ -278,7 +267,7 @@ class EventLog:
 
     def oldest_seq(self) -> Deferred[int | None]:
         """The lowest seq still available (stored or buffered); None on an empty log."""
-        return _deferred(self._oldest_seq())
+        return deferred(self._oldest_seq())
 
     async def _oldest_seq(self) -> int | None:
         oldest_buffered = next(chain(self._inflight, self._pending), None)
@@ -294,7 +283,7 @@ class EventLog:
         Seqs are consecutive unless events were dropped (buffer overflow during an outage)
         or pruned; a resuming client should compare the first seq with ``seq + 1``.
         """
-        return _deferred(self._events_since(seq, limit))
+        return deferred(self._events_since(seq, limit))
 
     async def _events_since(self, seq: int, limit: int) -> list[dict[str, Any]]:
         # Snapshot the buffer first: rows written while we query are then in one of the two.
@@ -327,7 +316,7 @@ class EventLog:
         Fires with the number of events deleted.
         """
         keep = self.retention if older_than is None else older_than
-        return _deferred(self._prune(self._clock.seconds() - keep))
+        return deferred(self._prune(self._clock.seconds() - keep))
 
     async def _prune(self, cutoff: float) -> int:
         newest = sa.select(sa.func.max(event_log.c.seq)).scalar_subquery()
@@ -371,7 +360,7 @@ class EventLog:
                     self._schedule.cancel()
             return None if quiet else result
 
-        return _deferred(self._write(upto)).addBoth(done)
+        return deferred(self._write(upto)).addBoth(done)
 
     async def _write(self, upto: int | None) -> None:
         async with self._lock:
@@ -470,14 +459,4 @@ class EventLog:
             self._drop_reported = False
 
     def _reason(self, exc: BaseException) -> str:
-        """One line saying why ``exc`` happened, without the password or the batch."""
-        if isinstance(exc, TimeoutError):
-            return f"no answer within {self.write_timeout:g} s"
-        if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
-            exc = exc.orig
-        text = " ".join(str(exc).split())[:300]
-        password = self._engine.url.password
-        if password:
-            text = text.replace(str(password), "***")
-        name = type(exc).__name__
-        return f"{name}: {text}" if text else name
+        return failure_reason(exc, self._engine, self.write_timeout)

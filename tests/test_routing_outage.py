@@ -253,7 +253,7 @@ async def test_fastagi_gets_the_default_route_from_the_router_within_the_budget(
 
 
 async def _agi_session(port: int, env: bytes) -> list[bytes]:
-    from ctilink.routing.batching import deferred
+    from ctilink.reactor import deferred
 
     async def talk() -> list[bytes]:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)

@@ -22,21 +22,14 @@ from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 
-from ctilink.db import create_sync_engine
+from ctilink.db import create_sync_engine, insert_for
 from ctilink.routing import schema as t
 from ctilink.routing.numbers import NumberNormalizer
 from ctilink.routing.reference import minutes
 
 Hours = Mapping[int, Sequence[tuple[str, str]]]  # weekday (0 Monday) -> ("08:00", "18:00")
-
-
-def dialect_insert(connection: sa.Connection, table: sa.Table) -> Any:
-    """INSERT with ON CONFLICT support for the connection's dialect."""
-    module = postgresql if connection.dialect.name == "postgresql" else sqlite
-    return module.insert(table)
 
 
 def bump_revision(connection: sa.Connection) -> None:
@@ -52,7 +45,9 @@ def tenant_ids(connection: sa.Connection, names: Iterable[str]) -> dict[str, int
     wanted = sorted(set(names))
     if not wanted:
         return {}
-    insert = dialect_insert(connection, t.tenants).on_conflict_do_nothing(index_elements=["name"])
+    insert = insert_for(connection.dialect.name, t.tenants).on_conflict_do_nothing(
+        index_elements=["name"]
+    )
     connection.execute(insert, [{"name": name} for name in wanted])
     query = sa.select(t.tenants.c.name, t.tenants.c.id).where(t.tenants.c.name.in_(wanted))
     return {name: int(id_) for name, id_ in connection.execute(query)}
@@ -61,7 +56,7 @@ def tenant_ids(connection: sa.Connection, names: Iterable[str]) -> dict[str, int
 def _upsert(
     connection: sa.Connection, table: sa.Table, keys: Sequence[str], values: dict[str, Any]
 ) -> int:
-    insert = dialect_insert(connection, table).values(**values)
+    insert = insert_for(connection.dialect.name, table).values(**values)
     update = {k: v for k, v in values.items() if k not in keys}
     statement = (
         insert.on_conflict_do_update(index_elements=list(keys), set_=update)
@@ -196,7 +191,7 @@ def upsert_customer(
     customer_id = _upsert(connection, t.customers, ("tenant_id", "account"), values)
     for table in (t.customer_accounts, t.customer_phones):
         connection.execute(table.delete().where(table.c.customer_id == customer_id))
-    insert = dialect_insert(connection, t.customer_accounts)
+    insert = insert_for(connection.dialect.name, t.customer_accounts)
     connection.execute(
         insert.on_conflict_do_update(
             index_elements=["tenant_id", "account"],
@@ -277,7 +272,7 @@ def seed_demo(url: str | URL, *, default_region: str = "US") -> SeedReport:
                 for customer in DEMO_CUSTOMERS
             ]
             history = _demo_history(ids[0], ids[2])
-            insert = dialect_insert(connection, t.interactions).on_conflict_do_nothing(
+            insert = insert_for(connection.dialect.name, t.interactions).on_conflict_do_nothing(
                 index_elements=["call_id"]
             )
             connection.execute(insert, history)

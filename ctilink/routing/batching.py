@@ -24,41 +24,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Coroutine
 from typing import Any, Generic, TypeVar
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
-from ctilink.db import masked
+from ctilink.db import failure_reason, masked
+from ctilink.reactor import deferred
 from ctilink.writes import WriteSchedule
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-R = TypeVar("R")
-
-
-def deferred(coro: Coroutine[Any, Any, R]) -> Deferred[R]:
-    """Run ``coro`` on the reactor's asyncio loop; its result as a Deferred."""
-    return Deferred.fromFuture(asyncio.ensure_future(coro))
-
-
-def reason(exc: BaseException, engine: AsyncEngine, timeout: float | None = None) -> str:
-    """One line saying why ``exc`` happened, without the password or the statement."""
-    if isinstance(exc, TimeoutError):
-        return f"no answer within {timeout:g} s" if timeout is not None else "timed out"
-    if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
-        exc = exc.orig
-    text = " ".join(str(exc).split())[:300]
-    password = engine.url.password
-    if password:
-        text = text.replace(str(password), "***")
-    name = type(exc).__name__
-    return f"{name}: {text}" if text else name
 
 
 class BatchWriter(Generic[T]):
@@ -261,7 +240,7 @@ class BatchWriter(Generic[T]):
                 type(self).__name__,
                 self.what,
                 self.url,
-                reason(exc, self.engine, self.write_timeout),
+                failure_reason(exc, self.engine, self.write_timeout),
             )
         else:
             failures = self._schedule.failures

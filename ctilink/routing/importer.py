@@ -61,10 +61,10 @@ from typing import Any, Final, TextIO
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from ctilink.db import create_sync_engine
+from ctilink.db import create_sync_engine, insert_for
 from ctilink.errors import CtilinkError
 from ctilink.routing import schema as t
-from ctilink.routing.admin import bump_revision, dialect_insert, tenant_ids
+from ctilink.routing.admin import bump_revision, tenant_ids
 from ctilink.routing.numbers import NumberNormalizer
 
 COLUMNS: Final = (
@@ -244,12 +244,12 @@ class _Writer:
         self.now = now
         self.tenants: dict[str, int] = {}
         c = t.customers.c
-        insert = dialect_insert(connection, t.customers)
+        insert = insert_for(connection.dialect.name, t.customers)
         self.upsert = insert.on_conflict_do_update(
             index_elements=[c.tenant_id, c.account],
             set_={name: insert.excluded[name] for name in _UPDATED},
         )
-        accounts = dialect_insert(connection, t.customer_accounts)
+        accounts = insert_for(connection.dialect.name, t.customer_accounts)
         self.accounts = accounts.on_conflict_do_update(
             index_elements=[t.customer_accounts.c.tenant_id, t.customer_accounts.c.account],
             set_={"customer_id": accounts.excluded.customer_id},

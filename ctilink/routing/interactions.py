@@ -40,14 +40,15 @@ from pathlib import Path
 from typing import Any, Final
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
+from ctilink.db import insert_for
 from ctilink.hub import Hub
 from ctilink.model import events as ev
-from ctilink.routing.batching import BatchWriter, deferred
+from ctilink.reactor import deferred
+from ctilink.routing.batching import BatchWriter
 from ctilink.routing.directory import CallerKey, CustomerDirectory
 from ctilink.routing.numbers import NumberNormalizer
 from ctilink.routing.schema import interactions
@@ -57,10 +58,6 @@ FAILURE_CAUSES: Final = frozenset(
     {"busy", "congestion", "unallocated_number", "call_rejected", "no_route_destination"}
 )
 _REMARKS: Final = (ev.RouteRequest, ev.RouteSelected, ev.ScreenPop)
-_INSERTS: Final[dict[str, Callable[[sa.Table], Any]]] = {
-    "postgresql": postgresql.insert,
-    "sqlite": sqlite.insert,
-}
 
 
 @dataclass
@@ -132,7 +129,7 @@ class InteractionRecorder(BatchWriter[dict[str, Any]]):
         self.account_keys = account_keys
         self.calls: dict[str, LiveInteraction] = {}
         self._insert = (
-            _INSERTS[engine.dialect.name](interactions)
+            insert_for(engine.dialect.name, interactions)
             .on_conflict_do_nothing(index_elements=["call_id"])
             .execution_options(preserve_rowcount=True)
         )

@@ -52,9 +52,10 @@ from twisted.internet.task import LoopingCall
 
 from ctilink import db
 from ctilink.config import Config, RoutingConfig
+from ctilink.db import failure_reason
 from ctilink.hub import Hub
+from ctilink.reactor import deferred
 from ctilink.routing.audit import DecisionAudit
-from ctilink.routing.batching import deferred, reason
 from ctilink.routing.directory import CustomerDirectory
 from ctilink.routing.interactions import InteractionRecorder
 from ctilink.routing.numbers import NumberNormalizer
@@ -165,7 +166,7 @@ async def _start(
             "routing: cannot load queues and agents from %s (%s); routing answers the default"
             " route until the database answers",
             db.masked(engine_url),
-            reason(exc, lookup_engine, STARTUP_LOAD_TIMEOUT),
+            failure_reason(exc, lookup_engine, STARTUP_LOAD_TIMEOUT),
         )
     recorder = InteractionRecorder(
         write_engine,

@@ -41,7 +41,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from ctilink.model import events as ev
 from ctilink.model.wire import iso_time
-from ctilink.routing.batching import deferred
+from ctilink.reactor import deferred
 from ctilink.routing.directory import Caller, CallerKey, CustomerDirectory
 from ctilink.routing.numbers import NumberNormalizer
 from ctilink.routing.strategies import LiveView

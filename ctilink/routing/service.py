@@ -49,9 +49,9 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 
 from ctilink.config import RoutingConfig
-from ctilink.db import masked
+from ctilink.db import failure_reason, masked
+from ctilink.reactor import deferred
 from ctilink.routing.audit import DecisionAudit, decision_row
-from ctilink.routing.batching import deferred, reason
 from ctilink.routing.directory import Caller, CallerKey, CustomerDirectory
 from ctilink.routing.numbers import NumberNormalizer
 from ctilink.routing.reference import Reference, load_reference, read_revision
@@ -296,7 +296,7 @@ class RoutingService:
 
     # -- outages -----------------------------------------------------------------------------
     def _reason(self, exc: BaseException) -> str:
-        return reason(exc, self.engine, self.lookup_timeout)
+        return failure_reason(exc, self.engine, self.lookup_timeout)
 
     def _note_failure(self, exc: BaseException, now: float) -> None:
         self._failures += 1
