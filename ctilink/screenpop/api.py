@@ -61,6 +61,7 @@ from ctilink.screenpop.api_input import (
     read_query,
     rule,
 )
+from ctilink.screenpop.auth import bearer_token
 from ctilink.screenpop.callbacks import (
     CallbackLimitError,
     CallbackRequest,
@@ -238,11 +239,11 @@ class CommandApi(Resource):
 
     async def _authenticate(self, request: Request) -> Principal:
         header = (request.getHeader(b"authorization") or b"").decode("latin-1")
-        scheme, _, token = header.partition(" ")
+        token = bearer_token(header)
         principal = None
-        if scheme.lower() == "bearer" and token.strip():
+        if token is not None:
             try:
-                found = self.authenticator.authenticate(token.strip())
+                found = self.authenticator.authenticate(token)
                 principal = await found if inspect.isawaitable(found) else found
             except Exception as exc:
                 status, code = getattr(exc, "status", None), getattr(exc, "code", None)

@@ -343,6 +343,13 @@ class Authenticator:
         return self.store.authenticate(secret, self.clock.seconds())
 
 
+def bearer_token(authorization: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value; None if it is not
+    one."""
+    scheme, _, value = authorization.strip().partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
 def presented_secret(headers: Mapping[str, str], params: Mapping[str, Sequence[str]]) -> str | None:
     """The token a WebSocket handshake carries: ``Authorization: Bearer`` or
     ``?access_token=``. Both at once must agree; a malformed header is a 400."""
@@ -352,10 +359,9 @@ def presented_secret(headers: Mapping[str, str], params: Mapping[str, Sequence[s
     from_header = None
     authorization = headers.get("authorization")
     if authorization is not None:
-        scheme, _, value = authorization.strip().partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
+        from_header = bearer_token(authorization)
+        if from_header is None:
             raise unauthorized("Authorization must be 'Bearer <token>'")
-        from_header = value.strip()
     if from_query and from_header is not None and from_query[0] != from_header:
         raise bad_request("two different tokens (header and access_token)")
     return from_header if from_header is not None else (from_query[0] if from_query else None)
