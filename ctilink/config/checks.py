@@ -302,6 +302,23 @@ def secret_env(what: str, *, one_line: bool = False) -> Check:
     return Check(ENV_NAME.expected, convert)
 
 
+def one_secret(
+    values: dict[str, Any], prefix: str, what: str, where: str = ""
+) -> tuple[Secret | None, str]:
+    """Take ``<prefix>_file`` and ``<prefix>_env`` (read by ``secret_file``/``secret_env``)
+    out of ``values``: the secret given (None: neither) and the key it came by. Both is an
+    ``Invalid`` naming the ``_env`` key (``where``: the keys' table, e.g. "database.")."""
+    from_file: Secret | None = values.pop(f"{prefix}_file")
+    from_env: Secret | None = values.pop(f"{prefix}_env")
+    if from_file is not None and from_env is not None:
+        raise Invalid(
+            f"conflicts with {where}{prefix}_file: give the {what} one way",
+            f"{where}{prefix}_env",
+        )
+    given = f"{prefix}_file" if from_file is not None else f"{prefix}_env"
+    return from_file or from_env, given
+
+
 # -- reading tables -----------------------------------------------------------------------
 def key(where: str, name: str) -> str:
     shown = name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name)

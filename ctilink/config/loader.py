@@ -30,6 +30,7 @@ from ctilink.config.checks import (
     mapping_of,
     matching,
     one_of,
+    one_secret,
     os_reason,
     read_fields,
     reject_unknown,
@@ -50,7 +51,6 @@ from ctilink.config.model import (
     DatabaseConfig,
     EventSocketConfig,
     RoutingConfig,
-    Secret,
     SwitchConfig,
 )
 from ctilink.config.switches import read_switches
@@ -183,15 +183,7 @@ def _section(
 
 def _database(values: Mapping[str, Any], state_dir: Path) -> DatabaseConfig:
     url: URL | None = values["url"]
-    from_file: Secret | None = values["password_file"]
-    from_env: Secret | None = values["password_env"]
-    if from_file is not None and from_env is not None:
-        raise Invalid(
-            "conflicts with database.password_file: give the password one way",
-            "database.password_env",
-        )
-    password = from_file or from_env
-    given = "password_file" if from_file is not None else "password_env"
+    password, given = one_secret(dict(values), "password", "password", "database.")
     if url is None:
         url = URL.create("sqlite", database=str(state_dir / SQLITE_FILE_NAME))
     if password is not None and url.get_backend_name() == "sqlite":

@@ -31,6 +31,7 @@ from ctilink.config.checks import (
     matching,
     number,
     one_of,
+    one_secret,
     read_fields,
     reject_unknown,
     secret_env,
@@ -44,7 +45,6 @@ from ctilink.config.model import (
     AsteriskOptions,
     ReplayOptions,
     RoutingConfig,
-    Secret,
     SwitchConfig,
 )
 
@@ -144,11 +144,7 @@ _ASTERISK_REFUSED: Final[Mapping[str, str]] = {
 
 
 def _asterisk(values: dict[str, Any], routing: RoutingConfig) -> AsteriskOptions:
-    from_file: Secret | None = values.pop("secret_file")
-    from_env: Secret | None = values.pop("secret_env")
-    if from_file is not None and from_env is not None:
-        raise Invalid("conflicts with secret_file: give the secret one way", "secret_env")
-    secret = from_file or from_env
+    secret, _ = one_secret(values, "secret", "secret")
     if secret is None:
         raise Invalid("missing secret_file or secret_env (where the AMI secret is read from)")
     interval, timeout = values["ping_interval"], values["ping_timeout"]
@@ -260,15 +256,10 @@ def _csta_kind(*, xml: bool) -> Callable[[dict[str, Any], RoutingConfig], CstaSe
                 " xml_application_session = true",
                 "user",
             )
-        from_file: Secret | None = values.pop("password_file")
-        from_env: Secret | None = values.pop("password_env")
-        if from_file is not None and from_env is not None:
-            raise Invalid("conflicts with password_file: give the password one way", "password_env")
+        password, _ = one_secret(values, "password", "password")
         budget_ms = values.pop("routing_budget_ms") or routing.budget_ms
         given = {name: value for name, value in values.items() if value is not None}
-        settings = CstaSettings(
-            **given, password=from_file or from_env, routing_budget=budget_ms / 1000
-        )
+        settings = CstaSettings(**given, password=password, routing_budget=budget_ms / 1000)
         _check_csta_timers(settings)
         return settings
 
