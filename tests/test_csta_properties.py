@@ -3,7 +3,7 @@ error, never another exception and never a hang."""
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
@@ -79,8 +79,17 @@ def test_framer_on_arbitrary_bytes(data: bytes, cuts: list[int]) -> None:
         pass
 
 
+# Found by this test: an indefinite length where asn1tools wants a definite one made its
+# decoder fail with a TypeError.
+INDEFINITE_IN_EVENT = bytes.fromhex(
+    "a146020164020115303e550101a039a4376b0b30098002002aa10383010163083006808036303031610b"
+    "3009800735353531323334620730058003383030640287004e01020a0116"
+)
+
+
 @SETTINGS
 @given(st.lists(st.one_of(mutated(), st.sampled_from(GOLDEN_PDUS)), max_size=8))
+@example([INDEFINITE_IN_EVENT])
 def test_an_associated_connection_never_raises_for_what_it_receives(pdus: list[bytes]) -> None:
     clock = Clock()
     sent: list[bytes] = []

@@ -35,11 +35,13 @@ SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "csta"
 INSTALLED_SCHEMA_DIR = Path(sys.prefix) / "share" / "ctilink" / "schemas" / "csta"
 
 # What asn1tools raises besides its own errors: on values of the wrong shape (encoding; a
-# bug of the caller, reported as ours), and on bytes that are not text where a string is
-# due (decoding; found by fuzzing). Deep nesting is bounded by the schemas and the frame
-# size, RecursionError is caught all the same.
-_ENCODE_ERRORS = (asn1tools.Error, TypeError, ValueError, KeyError, AttributeError, IndexError)
-_DECODE_ERRORS = (asn1tools.Error, UnicodeDecodeError, RecursionError)
+# bug of the caller, reported as ours), and on malformed bytes (decoding; found by
+# fuzzing: bytes that are not text where a string is due, an indefinite length where its
+# decoder wants a definite one, which fails as ``int + None``). Deep nesting is bounded by
+# the schemas and the frame size, RecursionError is caught all the same.
+_SHAPE_ERRORS = (TypeError, ValueError, KeyError, AttributeError, IndexError)
+_ENCODE_ERRORS = (asn1tools.Error, *_SHAPE_ERRORS)
+_DECODE_ERRORS = (asn1tools.Error, RecursionError, *_SHAPE_ERRORS)  # UnicodeDecodeError too
 
 
 def schema_dir() -> Path:
