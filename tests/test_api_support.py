@@ -181,7 +181,7 @@ class ApiServer:
         self.hub = hub
         self.adapters = dict(adapters)
         self.statistics = Statistics(hub, clock)
-        self.callbacks = Callbacks(hub, self.adapters, clock, retry_delay=0.2)
+        self.callbacks = Callbacks(hub, self.adapters, clock, retry_delay=1.0)
         self.api = CommandApi(
             hub,
             self.adapters,

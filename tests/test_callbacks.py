@@ -345,7 +345,7 @@ async def test_rest_callback_dials_agent_then_customer_through_asterisk(stack: S
     assert (cancelled.status, cancelled.body["status"]) == (200, "cancelled")
     again = await request("DELETE", url)
     assert (again.status, again.error) == (409, "conflict")
-    await asyncio.sleep(0.3)  # past the retry delay (0.2 s): a cancelled request stays quiet
+    await asyncio.sleep(1.1)  # past the retry delay (1 s): a cancelled request stays quiet
     assert len(stack.actions("Originate")) == 1
     statuses = [e.status for e in stack.recorder.events if isinstance(e, ev.CallbackChanged)]
     assert statuses == ["queued", "dialling", "dialling", "queued", "cancelled"]
